@@ -1,0 +1,99 @@
+"""The updater interface every algorithm implements, and pieces they share."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from vecpg.config import HParams, StaticConfig
+from vecpg.networks import Agent, AgentParams
+
+
+class Batch(NamedTuple):
+    """One iteration's data, flattened to [N] (N = num_envs * num_steps)."""
+
+    obs: jax.Array  # [N, obs_dim] normalised with the rollout's statistics
+    action: jax.Array  # [N] or [N, D]
+    log_prob: jax.Array  # [N] log pi_old(a|s)
+    advantage: jax.Array  # [N] GAE, not normalised
+    target: jax.Array  # [N] value target = advantage + V_old(s)
+    value: jax.Array  # [N] V_old(s)
+    old_dist: Any  # distribution parameters of pi_old, leaves [N, ...]
+
+
+Metrics = dict[str, jax.Array]
+
+
+class Updater(NamedTuple):
+    """An (init, update) pair. Static settings are bound with functools.partial.
+
+    init(params, hparams) -> state
+    update(key, params, state, batch, hparams) -> (params, state, metrics)
+    """
+
+    init: Callable[[AgentParams, HParams], Any]
+    update: Callable[
+        [jax.Array, AgentParams, Any, Batch, HParams], tuple[AgentParams, Any, Metrics]
+    ]
+
+
+class Nets(NamedTuple):
+    """The trainable part of AgentParams."""
+
+    actor: Any
+    critic: Any
+
+
+def adam(hp: HParams, total_updates: int, anneal: bool) -> optax.GradientTransformation:
+    """Global-norm clipping then Adam, with a (traced) learning rate, linearly annealed
+    to zero over `total_updates` optimiser steps when `anneal`."""
+
+    def lr(count: jax.Array) -> jax.Array:
+        frac = 1.0 - count / total_updates if anneal else 1.0
+        return hp.learning_rate * frac
+
+    return optax.chain(optax.clip_by_global_norm(hp.max_grad_norm), optax.adam(lr, eps=1e-5))
+
+
+def normalize_advantage(adv: jax.Array) -> jax.Array:
+    """[N] -> zero mean, unit std (per minibatch)."""
+    return (adv - adv.mean()) / (adv.std() + 1e-8)
+
+
+def value_loss(agent: Agent, critic_params: Any, obs: jax.Array, target: jax.Array) -> jax.Array:
+    """0.5 * mean (V(s) - target)^2."""
+    v = agent.critic.apply(critic_params, obs)
+    return 0.5 * jnp.mean((v - target) ** 2)
+
+
+def minibatch_epochs(
+    key: jax.Array,
+    carry: Any,
+    batch: Any,
+    num_epochs: int,
+    num_minibatches: int,
+    step_fn: Callable[[Any, Any], tuple[Any, Metrics]],
+) -> tuple[Any, Metrics]:
+    """Run `step_fn(carry, minibatch)` over shuffled minibatches for `num_epochs`.
+
+    batch leaves: [N, ...]. Returns the final carry and each metric averaged over steps.
+    """
+    n = jax.tree.leaves(batch)[0].shape[0]
+
+    def epoch(c, k):
+        perm = jax.random.permutation(k, n)
+        mbs = jax.tree.map(
+            lambda x: x[perm].reshape(num_minibatches, n // num_minibatches, *x.shape[1:]), batch
+        )
+        return jax.lax.scan(step_fn, c, mbs)
+
+    carry, metrics = jax.lax.scan(epoch, carry, jax.random.split(key, num_epochs))
+    return carry, jax.tree.map(jnp.mean, metrics)
+
+
+def total_minibatch_updates(static: StaticConfig) -> int:
+    return static.num_iterations * static.update_epochs * static.num_minibatches

@@ -1,0 +1,45 @@
+"""Adapter for brax environments. The backend is a constructor argument."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from vecpg.envs.protocol import EnvSpec, EnvStep
+
+BRAX_EPISODE_LENGTH = 1000
+
+
+class BraxEnv:
+    """Wraps a raw `brax.envs.get_environment(name, backend=...)` (no brax wrappers:
+    vecpg applies its own time limit and auto-reset)."""
+
+    def __init__(self, name: str, backend: str):
+        from brax import envs
+
+        self._env = envs.get_environment(name, backend=backend)
+        obs_size = self._env.observation_size
+        obs_shape = (obs_size,) if isinstance(obs_size, int) else tuple(obs_size)
+        self.spec = EnvSpec(
+            name=f"brax/{name}",
+            obs_shape=obs_shape,
+            discrete=False,
+            num_actions=int(self._env.action_size),
+            action_low=-1.0,
+            action_high=1.0,
+            max_episode_steps=BRAX_EPISODE_LENGTH,
+        )
+        self.backend = backend
+
+    def reset(self, key: jax.Array) -> EnvStep:
+        s = self._env.reset(key)
+        return EnvStep(state=s, obs=s.obs, reward=jnp.float32(0.0), terminated=jnp.bool_(False))
+
+    def step(self, state, action: jax.Array) -> EnvStep:
+        s = self._env.step(state, action)
+        return EnvStep(
+            state=s,
+            obs=s.obs,
+            reward=jnp.asarray(s.reward, jnp.float32),
+            terminated=s.done > 0.5,
+        )

@@ -1,0 +1,82 @@
+"""In-graph episode handling for one environment (vmap outside): time limit kept apart
+from termination, auto-reset, episode statistics and a guard against non-finite output."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+
+from vecpg.envs.protocol import Env
+
+
+@flax.struct.dataclass
+class EpisodeState:
+    """Running state of one env. obs: [*obs_shape]; the rest are scalars."""
+
+    env_state: Any
+    obs: jax.Array
+    t: jax.Array  # steps taken in the current episode
+    ep_return: jax.Array  # undiscounted, unscaled reward so far
+    key: jax.Array  # for resets
+
+
+@flax.struct.dataclass
+class EpisodeStep:
+    """What one step produced. next_obs is the true s_{t+1}, before any reset."""
+
+    state: EpisodeState
+    next_obs: jax.Array
+    reward: jax.Array
+    terminated: jax.Array
+    truncated: jax.Array
+    finished_return: jax.Array  # the episode's return if it ended here, else 0
+    finished_length: jax.Array  # its length if it ended here, else 0
+    nonfinite: jax.Array  # the env returned a NaN/inf obs or reward here
+
+
+def reset_episode(env: Env, key: jax.Array) -> EpisodeState:
+    key, sub = jax.random.split(key)
+    ts = env.reset(sub)
+    zero = jnp.float32(0.0)
+    return EpisodeState(ts.state, ts.obs, jnp.int32(0), zero, key)
+
+
+def step_episode(env: Env, state: EpisodeState, action: jax.Array) -> EpisodeStep:
+    """Step, then reset if the episode ended (terminated, truncated or non-finite).
+
+    A non-finite obs or reward is replaced by zeros and the step is treated as terminal:
+    nothing is bootstrapped from it, and it is counted in `nonfinite`.
+    """
+    ts = env.step(state.env_state, action)
+    nonfinite = ~(jnp.all(jnp.isfinite(ts.obs)) & jnp.isfinite(ts.reward))
+    next_obs = jnp.where(nonfinite, jnp.zeros_like(ts.obs), ts.obs)
+    reward = jnp.where(nonfinite, 0.0, ts.reward)
+    terminated = ts.terminated | nonfinite
+    t = state.t + 1
+    truncated = (t >= env.spec.max_episode_steps) & ~terminated
+    done = terminated | truncated
+    ep_return = state.ep_return + reward
+
+    key, sub = jax.random.split(state.key)
+    fresh = env.reset(sub)
+    pick = lambda new, old: jnp.where(done, new, old)  # noqa: E731
+    new_state = EpisodeState(
+        env_state=jax.tree.map(pick, fresh.state, ts.state),
+        obs=pick(fresh.obs, next_obs),
+        t=pick(jnp.int32(0), t),
+        ep_return=pick(jnp.float32(0.0), ep_return),
+        key=key,
+    )
+    return EpisodeStep(
+        state=new_state,
+        next_obs=next_obs,
+        reward=reward,
+        terminated=terminated,
+        truncated=truncated,
+        finished_return=jnp.where(done, ep_return, 0.0),
+        finished_length=jnp.where(done, t, 0),
+        nonfinite=nonfinite,
+    )

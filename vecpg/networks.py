@@ -1,0 +1,120 @@
+"""Separate actor and critic MLPs with orthogonal initialisation."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import flax.linen as nn
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from vecpg.distributions import GaussianParams, distribution
+from vecpg.envs.protocol import EnvSpec
+from vecpg.normalize import RunningStats, init_stats, normalize
+
+_ACTIVATIONS = {
+    "tanh": nn.tanh,
+    "relu": nn.relu,
+    "elu": nn.elu,
+    "gelu": nn.gelu,
+    "swish": nn.swish,
+}
+
+
+class MLP(nn.Module):
+    """Hidden layers (orthogonal init, gain sqrt 2) then a linear head of `out_dim`."""
+
+    hidden: tuple[int, ...]
+    activation: str
+    out_dim: int
+    out_gain: float
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        act = _ACTIVATIONS[self.activation]
+        for h in self.hidden:
+            x = act(nn.Dense(h, kernel_init=nn.initializers.orthogonal(np.sqrt(2.0)))(x))
+        return nn.Dense(self.out_dim, kernel_init=nn.initializers.orthogonal(self.out_gain))(x)
+
+
+class Actor(nn.Module):
+    """obs [..., obs_dim] -> distribution parameters (logits, or GaussianParams with a
+    state-independent log-std broadcast to the batch)."""
+
+    hidden: tuple[int, ...]
+    activation: str
+    num_actions: int
+    discrete: bool
+
+    @nn.compact
+    def __call__(self, obs: jax.Array) -> Any:
+        out = MLP(self.hidden, self.activation, self.num_actions, 0.01)(obs)
+        if self.discrete:
+            return out
+        log_std = self.param("log_std", nn.initializers.zeros, (self.num_actions,))
+        return GaussianParams(out, jnp.broadcast_to(log_std, out.shape))
+
+
+class Critic(nn.Module):
+    """obs [..., obs_dim] -> value [...]."""
+
+    hidden: tuple[int, ...]
+    activation: str
+
+    @nn.compact
+    def __call__(self, obs: jax.Array) -> jax.Array:
+        return MLP(self.hidden, self.activation, 1, 1.0)(obs)[..., 0]
+
+
+@flax.struct.dataclass
+class AgentParams:
+    """Everything a policy needs at deployment: both networks and the obs normaliser."""
+
+    actor: Any
+    critic: Any
+    obs_stats: RunningStats
+
+
+class Agent(NamedTuple):
+    """Static network definitions for one env spec."""
+
+    actor: Actor
+    critic: Critic
+    spec: EnvSpec
+
+    @property
+    def dist(self):
+        return distribution(self.spec.discrete)
+
+
+def make_agent(spec: EnvSpec, hidden: tuple[int, ...], activation: str) -> Agent:
+    return Agent(
+        actor=Actor(tuple(hidden), activation, spec.num_actions, spec.discrete),
+        critic=Critic(tuple(hidden), activation),
+        spec=spec,
+    )
+
+
+def init_agent_params(agent: Agent, key: jax.Array) -> AgentParams:
+    k_actor, k_critic = jax.random.split(key)
+    dummy = jnp.zeros(agent.spec.obs_shape, jnp.float32)
+    return AgentParams(
+        actor=agent.actor.init(k_actor, dummy),
+        critic=agent.critic.init(k_critic, dummy),
+        obs_stats=init_stats(agent.spec.obs_shape),
+    )
+
+
+def policy_dist(agent: Agent, params: AgentParams, obs: jax.Array, use_norm: bool) -> Any:
+    """Raw obs [..., obs_dim] -> distribution parameters, normalising if enabled."""
+    x = normalize(params.obs_stats, obs) if use_norm else obs
+    return agent.actor.apply(params.actor, x)
+
+
+def env_action(agent: Agent, action: jax.Array) -> jax.Array:
+    """What the env receives: continuous actions clipped to the action bounds."""
+    if agent.spec.discrete:
+        return action
+    return jnp.clip(action, agent.spec.action_low, agent.spec.action_high)

@@ -1,0 +1,83 @@
+"""Collect a [T, B] batch by a `lax.scan` over steps of the vmapped env."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from vecpg.envs.protocol import Env
+from vecpg.envs.wrappers import EpisodeState, step_episode
+from vecpg.networks import Agent, AgentParams, env_action, policy_dist
+
+
+class Transition(NamedTuple):
+    """Leaves are [T, B, ...] after the scan (time-major)."""
+
+    obs: jax.Array  # raw s_t
+    action: jax.Array  # unclipped a_t
+    log_prob: jax.Array  # log pi_old(a_t | s_t)
+    reward: jax.Array  # raw r_t
+    terminated: jax.Array
+    truncated: jax.Array
+    next_obs: jax.Array  # raw true s_{t+1} (before reset)
+    finished_return: jax.Array
+    finished_length: jax.Array
+    nonfinite: jax.Array
+
+
+def actor_step(
+    env: Env,
+    agent: Agent,
+    params: AgentParams,
+    use_norm: bool,
+    env_state: EpisodeState,
+    key: jax.Array,
+) -> tuple[EpisodeState, Transition]:
+    """One step of B envs: sample a ~ pi(.|s), step, auto-reset. env_state: [B]."""
+    dist = policy_dist(agent, params, env_state.obs, use_norm)
+    action = agent.dist.sample(key, dist)
+    log_prob = agent.dist.log_prob(dist, action)
+    out = jax.vmap(step_episode, in_axes=(None, 0, 0))(env, env_state, env_action(agent, action))
+    return out.state, Transition(
+        obs=env_state.obs,
+        action=action,
+        log_prob=log_prob,
+        reward=out.reward,
+        terminated=out.terminated,
+        truncated=out.truncated,
+        next_obs=out.next_obs,
+        finished_return=out.finished_return,
+        finished_length=out.finished_length,
+        nonfinite=out.nonfinite,
+    )
+
+
+def rollout(
+    env: Env,
+    agent: Agent,
+    params: AgentParams,
+    use_norm: bool,
+    env_state: EpisodeState,
+    key: jax.Array,
+    num_steps: int,
+) -> tuple[EpisodeState, Transition]:
+    """num_steps actor steps -> (final env state [B], Transition [T, B])."""
+
+    def body(state, k):
+        return actor_step(env, agent, params, use_norm, state, k)
+
+    return jax.lax.scan(body, env_state, jax.random.split(key, num_steps))
+
+
+def finished_episode_stats(traj: Transition) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """(count, mean return, mean length) of episodes that ended in this batch."""
+    ended = (traj.terminated | traj.truncated).astype(jnp.float32)
+    count = jnp.sum(ended)
+    denom = jnp.maximum(count, 1.0)
+    return (
+        count,
+        jnp.sum(traj.finished_return) / denom,
+        jnp.sum(traj.finished_length.astype(jnp.float32)) / denom,
+    )

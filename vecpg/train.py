@@ -1,0 +1,165 @@
+"""make_train(static) -> train(key, hparams): the whole run as one pure function.
+
+This is the only module that composes env, rollout, GAE and the updater. One call of
+`train` is `lax.scan` over iterations; `jax.jit(jax.vmap(train))` runs many seeds (or a
+hyperparameter grid) as one compiled program.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+
+from vecpg.advantages import batched_gae
+from vecpg.algos import Batch, Updater, make_updater
+from vecpg.config import HParams, StaticConfig
+from vecpg.envs import Env, EpisodeState, make_env, reset_episode
+from vecpg.networks import Agent, AgentParams, init_agent_params, make_agent
+from vecpg.normalize import normalize, update_stats
+from vecpg.rollout import Transition, finished_episode_stats, rollout
+
+ProgressFn = Callable[[jax.Array, jax.Array, jax.Array], None]
+
+
+@flax.struct.dataclass
+class TrainState:
+    params: AgentParams
+    algo_state: Any
+    env_state: EpisodeState  # leaves [num_envs, ...]
+    key: jax.Array
+    last_return: jax.Array  # latest mean return of finished episodes (carried forward)
+    last_length: jax.Array
+
+
+def init_train_state(
+    static: StaticConfig, env: Env, agent: Agent, updater: Updater, key: jax.Array, hp: HParams
+) -> TrainState:
+    k_params, k_env, key = jax.random.split(key, 3)
+    params = init_agent_params(agent, k_params)
+    env_state = jax.vmap(reset_episode, in_axes=(None, 0))(
+        env, jax.random.split(k_env, static.num_envs)
+    )
+    zero = jnp.float32(0.0)
+    return TrainState(params, updater.init(params, hp), env_state, key, zero, zero)
+
+
+def make_batch(
+    agent: Agent, params: AgentParams, traj: Transition, hp: HParams, use_norm: bool
+) -> Batch:
+    """Values, GAE and old-policy outputs for a [T, B] trajectory, flattened to [T*B]."""
+    norm = (lambda o: normalize(params.obs_stats, o)) if use_norm else (lambda o: o)
+    obs, next_obs = norm(traj.obs), norm(traj.next_obs)
+    v_t = agent.critic.apply(params.critic, obs)
+    v_tp1 = agent.critic.apply(params.critic, next_obs)
+    not_term = 1.0 - traj.terminated.astype(jnp.float32)
+    not_done = 1.0 - (traj.terminated | traj.truncated).astype(jnp.float32)
+    adv = batched_gae(
+        traj.reward * hp.reward_scale,
+        v_t,
+        v_tp1,
+        hp.gamma * not_term,
+        hp.gae_lambda * not_done,
+    )
+    old_dist = agent.actor.apply(params.actor, obs)
+    flat = lambda x: x.reshape(-1, *x.shape[2:])  # noqa: E731
+    return Batch(
+        obs=flat(obs),
+        action=flat(traj.action),
+        log_prob=flat(traj.log_prob),
+        advantage=flat(adv),
+        target=flat(adv + v_t),
+        value=flat(v_t),
+        old_dist=jax.tree.map(flat, old_dist),
+    )
+
+
+def policy_change_metrics(agent: Agent, actor_params: Any, batch: Batch) -> dict[str, jax.Array]:
+    """Mean KL(pi_new || pi_old) and the largest ratio pi_new/pi_old over the batch."""
+    new = agent.actor.apply(actor_params, batch.obs)
+    log_ratio = agent.dist.log_prob(new, batch.action) - batch.log_prob
+    return {
+        "kl": jnp.mean(agent.dist.kl(new, batch.old_dist)),
+        "max_ratio": jnp.max(jnp.exp(log_ratio)),
+    }
+
+
+def explained_variance(value: jax.Array, target: jax.Array) -> jax.Array:
+    """1 - Var[target - value] / Var[target]; [N] inputs."""
+    return 1.0 - jnp.var(target - value) / (jnp.var(target) + 1e-8)
+
+
+def train_iteration(
+    static: StaticConfig,
+    env: Env,
+    agent: Agent,
+    updater: Updater,
+    hp: HParams,
+    progress: ProgressFn | None,
+    state: TrainState,
+    iteration: jax.Array,
+) -> tuple[TrainState, dict[str, jax.Array]]:
+    """Rollout -> GAE -> update -> normaliser update, for one iteration."""
+    key, k_roll, k_upd = jax.random.split(state.key, 3)
+    env_state, traj = rollout(
+        env, agent, state.params, static.normalize_obs, state.env_state, k_roll, static.num_steps
+    )
+    batch = make_batch(agent, state.params, traj, hp, static.normalize_obs)
+    params, algo_state, upd_metrics = updater.update(
+        k_upd, state.params, state.algo_state, batch, hp
+    )
+    if static.normalize_obs:
+        flat_obs = traj.obs.reshape(-1, *traj.obs.shape[2:])
+        params = params.replace(obs_stats=update_stats(params.obs_stats, flat_obs))
+
+    n_done, mean_return, mean_length = finished_episode_stats(traj)
+    last_return = jnp.where(n_done > 0, mean_return, state.last_return)
+    last_length = jnp.where(n_done > 0, mean_length, state.last_length)
+    env_steps = (iteration + 1) * (static.num_envs * static.num_steps)
+    metrics = {
+        "env_steps": env_steps.astype(jnp.float32),
+        "episode_return": last_return,
+        "episode_length": last_length,
+        "episodes_finished": n_done,
+        "nonfinite": jnp.sum(traj.nonfinite.astype(jnp.float32)),
+        "explained_variance": explained_variance(batch.value, batch.target),
+        **policy_change_metrics(agent, params.actor, batch),
+        **upd_metrics,
+    }
+    if progress is not None:
+        # `iteration` is the scan index: unbatched under vmap, so this stays a real cond.
+        jax.lax.cond(
+            (iteration + 1) % static.log_every == 0,
+            lambda: jax.debug.callback(progress, iteration, env_steps, last_return),
+            lambda: None,
+        )
+    new_state = TrainState(params, algo_state, env_state, key, last_return, last_length)
+    return new_state, metrics
+
+
+def train(
+    static: StaticConfig,
+    env: Env,
+    agent: Agent,
+    updater: Updater,
+    progress: ProgressFn | None,
+    key: jax.Array,
+    hp: HParams,
+) -> tuple[TrainState, dict[str, jax.Array]]:
+    """The full run for one seed: metrics leaves are [num_iterations]."""
+    state = init_train_state(static, env, agent, updater, key, hp)
+    step = functools.partial(train_iteration, static, env, agent, updater, hp, progress)
+    return jax.lax.scan(step, state, jnp.arange(static.num_iterations))
+
+
+def make_train(
+    static: StaticConfig, progress: ProgressFn | None = None
+) -> Callable[[jax.Array, HParams], tuple[TrainState, dict[str, jax.Array]]]:
+    """Bind the static pieces; the result is pure in (key, hparams) and vmappable."""
+    env = make_env(static.env, static.backend)
+    agent = make_agent(env.spec, static.hidden, static.activation)
+    return functools.partial(train, static, env, agent, make_updater(static, agent), progress)
