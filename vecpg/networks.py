@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import flax.linen as nn
 import flax.struct
@@ -23,6 +23,38 @@ _ACTIVATIONS = {
 }
 
 
+def gram_schmidt(a: jax.Array) -> jax.Array:
+    """Orthonormalise the columns of a [n, k] matrix (n >= k), keeping their order and
+    orientation: the Q of a QR factorisation with a positive diagonal R.
+
+    Plain matmuls, no LAPACK: jaxlib 0.10's batched CPU QR (what a vmapped orthogonal
+    init lowers to) can deadlock its own thread pool; this cannot.
+    """
+    n, k = a.shape
+    cols = jnp.arange(k)
+
+    def body(j, q):
+        v = a[:, j]
+        mask = (cols < j).astype(a.dtype)
+        for _ in range(2):  # re-orthogonalise once: "twice is enough"
+            v = v - q @ ((q.T @ v) * mask)
+        return q.at[:, j].set(v / jnp.linalg.norm(v))
+
+    return jax.lax.fori_loop(0, k, body, jnp.zeros_like(a))
+
+
+def orthogonal(scale: float) -> Callable:
+    """Orthogonal initialiser for 2-D kernels [in, out], scaled by `scale`."""
+
+    def init(key: jax.Array, shape: tuple[int, ...], dtype=jnp.float32) -> jax.Array:
+        n_in, n_out = shape
+        a = jax.random.normal(key, (max(n_in, n_out), min(n_in, n_out)), dtype)
+        q = gram_schmidt(a)
+        return scale * (q if n_in >= n_out else q.T)
+
+    return init
+
+
 class MLP(nn.Module):
     """Hidden layers (orthogonal init, gain sqrt 2) then a linear head of `out_dim`."""
 
@@ -35,8 +67,8 @@ class MLP(nn.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         act = _ACTIVATIONS[self.activation]
         for h in self.hidden:
-            x = act(nn.Dense(h, kernel_init=nn.initializers.orthogonal(np.sqrt(2.0)))(x))
-        return nn.Dense(self.out_dim, kernel_init=nn.initializers.orthogonal(self.out_gain))(x)
+            x = act(nn.Dense(h, kernel_init=orthogonal(np.sqrt(2.0)))(x))
+        return nn.Dense(self.out_dim, kernel_init=orthogonal(self.out_gain))(x)
 
 
 class Actor(nn.Module):

@@ -1,0 +1,97 @@
+"""Episode wrappers on a toy env, and the brax/gymnax adapters' protocol."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from vecpg.envs import EnvSpec, EnvStep, make_env, reset_episode, step_episode
+from vecpg.normalize import init_stats, normalize, update_stats
+
+
+class CountingEnv:
+    """obs = [steps since reset]; reward 1; terminates at `term_at`; NaN obs at `nan_at`."""
+
+    def __init__(self, term_at=100, nan_at=-1, max_steps=5):
+        self.term_at, self.nan_at = term_at, nan_at
+        self.spec = EnvSpec("test/counting", (1,), True, 2, 0.0, 0.0, max_steps)
+
+    def reset(self, key):
+        return EnvStep(jnp.int32(0), jnp.zeros(1), jnp.float32(0.0), jnp.bool_(False))
+
+    def step(self, state, action):
+        s = state + 1
+        obs = jnp.where(s == self.nan_at, jnp.nan, s.astype(jnp.float32))[None]
+        return EnvStep(s, obs, jnp.float32(1.0), s == self.term_at)
+
+
+def run(env, n):
+    state = reset_episode(env, jax.random.key(0))
+    outs = []
+    for _ in range(n):
+        out = step_episode(env, state, jnp.int32(0))
+        outs.append(out)
+        state = out.state
+    return outs
+
+
+def test_time_limit_truncates_without_terminating_and_resets():
+    outs = run(CountingEnv(max_steps=5), 7)
+    assert [bool(o.truncated) for o in outs] == [False] * 4 + [True] + [False] * 2
+    assert not any(bool(o.terminated) for o in outs)
+    assert float(outs[4].next_obs[0]) == 5.0  # true s_{t+1}, kept for bootstrapping
+    assert float(outs[4].state.obs[0]) == 0.0  # the env was reset
+    assert float(outs[4].finished_return) == 5.0 and int(outs[4].finished_length) == 5
+    assert float(outs[5].finished_return) == 0.0
+
+
+def test_termination_is_not_truncation():
+    outs = run(CountingEnv(term_at=3, max_steps=5), 4)
+    assert [bool(o.terminated) for o in outs] == [False, False, True, False]
+    assert not any(bool(o.truncated) for o in outs)
+    assert float(outs[2].finished_return) == 3.0
+
+
+def test_nonfinite_obs_is_counted_zeroed_and_reset():
+    outs = run(CountingEnv(nan_at=2, max_steps=50), 4)
+    # the toy env restarts its counter on reset, so it turns NaN again two steps later
+    assert [bool(o.nonfinite) for o in outs] == [False, True, False, True]
+    assert bool(outs[1].terminated)  # never bootstrap from a poisoned state
+    assert np.all(np.isfinite(np.asarray(outs[1].next_obs)))
+    assert float(outs[1].reward) == 0.0
+    assert float(outs[2].next_obs[0]) == 1.0  # fresh episode after the reset
+
+
+def test_running_stats_match_numpy():
+    rng = np.random.default_rng(0)
+    chunks = [rng.normal(3.0, 2.0, size=(n, 2)) for n in (50, 7, 200)]
+    stats = init_stats((2,))
+    for c in chunks:
+        stats = update_stats(stats, jnp.asarray(c))
+    allx = np.concatenate(chunks)
+    np.testing.assert_allclose(stats.mean, allx.mean(0), rtol=1e-4)
+    np.testing.assert_allclose(stats.var, allx.var(0), rtol=1e-3)
+    z = normalize(stats, jnp.asarray(allx))
+    np.testing.assert_allclose(np.asarray(z).mean(0), 0.0, atol=1e-3)
+
+
+@pytest.mark.parametrize(
+    "name,obs_shape,discrete,n",
+    [
+        ("gymnax/CartPole-v1", (4,), True, 2),
+        ("gymnax/Acrobot-v1", (6,), True, 3),
+        ("gymnax/Pendulum-v1", (3,), False, 1),
+        ("brax/inverted_pendulum", (4,), False, 1),
+    ],
+)
+def test_adapters_follow_the_protocol(name, obs_shape, discrete, n):
+    env = make_env(name, "generalized")
+    assert env.spec.obs_shape == obs_shape
+    assert env.spec.discrete == discrete and env.spec.num_actions == n
+    keys = jax.random.split(jax.random.key(0), 3)
+    state = jax.vmap(reset_episode, in_axes=(None, 0))(env, keys)
+    action = jnp.zeros((3,), jnp.int32) if discrete else jnp.zeros((3, n))
+    out = jax.vmap(step_episode, in_axes=(None, 0, 0))(env, state, action)
+    assert out.next_obs.shape == (3, *obs_shape)
+    assert out.reward.shape == (3,) and out.terminated.dtype == jnp.bool_
+    assert np.all(np.isfinite(np.asarray(out.next_obs)))

@@ -1,0 +1,34 @@
+"""Orthogonal initialisation (LAPACK-free) against numpy's QR, and network shapes."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from vecpg.distributions import GaussianParams
+from vecpg.envs import EnvSpec
+from vecpg.networks import gram_schmidt, init_agent_params, make_agent, orthogonal
+
+
+def test_gram_schmidt_is_qr_with_positive_diagonal():
+    a = np.random.default_rng(0).normal(size=(7, 4))
+    q, r = np.linalg.qr(a)
+    q = q * np.sign(np.diag(r))
+    np.testing.assert_allclose(gram_schmidt(jnp.asarray(a)), q, atol=1e-5)
+
+
+def test_orthogonal_init_is_orthogonal_and_scaled():
+    for shape in [(5, 3), (3, 5), (4, 4)]:
+        w = np.asarray(orthogonal(2.0)(jax.random.key(1), shape))
+        small = min(shape)
+        gram = w.T @ w if shape[0] >= shape[1] else w @ w.T
+        np.testing.assert_allclose(gram, 4.0 * np.eye(small), atol=1e-4)
+
+
+def test_actor_and_critic_shapes():
+    spec = EnvSpec("x", (3,), False, 2, -1.0, 1.0, 10)
+    agent = make_agent(spec, (8, 8), "tanh")
+    params = init_agent_params(agent, jax.random.key(0))
+    dist = agent.actor.apply(params.actor, jnp.zeros((5, 3)))
+    assert isinstance(dist, GaussianParams) and dist.mean.shape == (5, 2)
+    assert dist.log_std.shape == (5, 2)  # state-independent, broadcast
+    assert agent.critic.apply(params.critic, jnp.zeros((5, 3))).shape == (5,)
