@@ -47,9 +47,12 @@ def test_gaussian_against_scipy_and_quadrature():
     )
     kl_quad = 0.0
     for i in range(3):
-        f = lambda x: scipy.stats.norm.pdf(x, m1[i], np.exp(s1[i])) * (  # noqa: E731
-            scipy.stats.norm.logpdf(x, m1[i], np.exp(s1[i]))
-            - scipy.stats.norm.logpdf(x, m2[i], np.exp(s2[i]))
+        f = lambda x: (
+            scipy.stats.norm.pdf(x, m1[i], np.exp(s1[i]))
+            * (  # noqa: E731
+                scipy.stats.norm.logpdf(x, m1[i], np.exp(s1[i]))
+                - scipy.stats.norm.logpdf(x, m2[i], np.exp(s2[i]))
+            )
         )
         kl_quad += scipy.integrate.quad(f, -30, 30)[0]
     np.testing.assert_allclose(DiagGaussian.kl(p, q), kl_quad, rtol=1e-4)

@@ -20,7 +20,11 @@ def no_compile(monkeypatch):
 
 
 CASES = [
-    (["--env", "gymnax/NoSuchEnv-v0"], "invalid env='gymnax/NoSuchEnv-v0': allowed: ", "brax/hopper"),
+    (
+        ["--env", "gymnax/NoSuchEnv-v0"],
+        "invalid env='gymnax/NoSuchEnv-v0': allowed: ",
+        "brax/hopper",
+    ),
     (["--algo", "sac"], "invalid algo='sac': allowed: ", "ppo"),
     (["--num-minibatches", "3"], "invalid num_minibatches=3: must divide", "1024"),
     (["--learning-rate", "0"], "invalid learning_rate=0.0: must be > 0", ""),
@@ -32,7 +36,9 @@ CASES = [
 
 
 @pytest.mark.parametrize("args,message,allowed", CASES)
-def test_bad_config_is_one_line_and_compiles_nothing(args, message, allowed, tmp_path, capsys, no_compile):
+def test_bad_config_is_one_line_and_compiles_nothing(
+    args, message, allowed, tmp_path, capsys, no_compile
+):
     out = tmp_path / "run"
     code = main(["train", *args, "--out", str(out)])
     err = capsys.readouterr().err

@@ -53,7 +53,7 @@ def compiled_train(static: StaticConfig, num_runs: int):
     host call per seed every `log_every` iterations and does nothing with no reporter.
     """
     from vecpg.progress import emit
-    from vecpg.train import make_train
+    from vecpg.trainer import make_train
 
     fn = jax.jit(jax.vmap(make_train(static, emit)))
     keys = jax.ShapeDtypeStruct((num_runs,), jax.random.key(0).dtype)
