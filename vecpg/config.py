@@ -13,7 +13,7 @@ import dataclasses
 import flax.struct
 import jax.numpy as jnp
 
-ALGOS = ("a2c", "ppo")
+ALGOS = ("a2c", "ppo", "ppo_kl", "dual", "npg", "trpo")
 BACKENDS = ("generalized", "positional", "spring", "mjx")
 ACTIVATIONS = ("tanh", "relu", "elu", "gelu", "swish")
 
@@ -27,7 +27,7 @@ class ConfigFields:
     """Every training setting. Validation lives in `TrainConfig`."""
 
     algo: str = "ppo"
-    """Algorithm: a2c | ppo (see README for the equation each implements)."""
+    """Algorithm: a2c | ppo | ppo_kl | dual | npg | trpo (README gives each equation)."""
     env: str = "gymnax/CartPole-v1"
     """Environment: brax/<name> or gymnax/<id> (`vecpg envs` lists them)."""
     backend: str = "generalized"
@@ -52,6 +52,14 @@ class ConfigFields:
     """Linearly anneal the learning rate to 0 over training."""
     log_every: int = 10
     """Host progress callback every this many iterations (never changes results)."""
+    cg_iters: int = 10
+    """Conjugate-gradient iterations for the natural direction (npg, trpo)."""
+    linesearch_steps: int = 10
+    """Backtracking steps tried by trpo."""
+    fvp_fraction: float = 1.0
+    """Fraction of the batch used for Fisher-vector products (TRPO paper: 0.1)."""
+    npg_fixed_step: bool = False
+    """npg: step natural_lr * F^-1 g instead of the KL-normalised sqrt(2 max_kl / gFg)."""
     # Traced hyperparameters: leaves of HParams.
     learning_rate: float = 2.5e-4
     """Adam learning rate (actor and critic)."""
@@ -77,6 +85,10 @@ class ConfigFields:
     """Dual step size alpha_lambda for the dual algorithm."""
     init_penalty: float = 1.0
     """Initial lambda (dual) or beta (ppo_kl)."""
+    backtrack_coef: float = 0.8
+    """trpo line-search shrink factor per step, in (0, 1)."""
+    natural_lr: float = 0.1
+    """npg fixed step size (only with --npg-fixed-step)."""
 
     @property
     def batch_size(self) -> int:
@@ -100,6 +112,8 @@ HPARAM_FIELDS = (
     "damping",
     "dual_lr",
     "init_penalty",
+    "backtrack_coef",
+    "natural_lr",
 )
 
 
@@ -119,6 +133,8 @@ class HParams:
     damping: jnp.ndarray
     dual_lr: jnp.ndarray
     init_penalty: jnp.ndarray
+    backtrack_coef: jnp.ndarray
+    natural_lr: jnp.ndarray
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,6 +154,10 @@ class StaticConfig:
     normalize_obs: bool
     anneal_lr: bool
     log_every: int
+    cg_iters: int
+    linesearch_steps: int
+    fvp_fraction: float
+    npg_fixed_step: bool
 
 
 def _fail(field: str, value: object, allowed: str) -> None:
@@ -166,6 +186,10 @@ class TrainConfig(ConfigFields):
             normalize_obs=self.normalize_obs,
             anneal_lr=self.anneal_lr,
             log_every=self.log_every,
+            cg_iters=self.cg_iters,
+            linesearch_steps=self.linesearch_steps,
+            fvp_fraction=float(self.fvp_fraction),
+            npg_fixed_step=self.npg_fixed_step,
         )
 
     def hparams(self) -> HParams:
@@ -202,7 +226,8 @@ def validate(c: ConfigFields) -> None:
         _fail("backend", c.backend, f"allowed: {', '.join(BACKENDS)}")
     if c.activation not in ACTIVATIONS:
         _fail("activation", c.activation, f"allowed: {', '.join(ACTIVATIONS)}")
-    for name in ("num_envs", "num_steps", "update_epochs", "num_minibatches", "log_every"):
+    ints = ("num_envs", "num_steps", "update_epochs", "num_minibatches", "log_every")
+    for name in (*ints, "cg_iters", "linesearch_steps"):
         v = getattr(c, name)
         if not isinstance(v, int) or isinstance(v, bool) or v < 1:
             _fail(name, v, "must be an integer >= 1")
@@ -216,7 +241,14 @@ def validate(c: ConfigFields) -> None:
         )
     if c.total_steps < c.batch_size:
         _fail("total_steps", c.total_steps, f"must be >= num_envs*num_steps={c.batch_size}")
-    for name in ("learning_rate", "max_grad_norm", "reward_scale", "max_kl", "dual_lr"):
+    for name in (
+        "learning_rate",
+        "max_grad_norm",
+        "reward_scale",
+        "max_kl",
+        "dual_lr",
+        "natural_lr",
+    ):
         if not float(getattr(c, name)) > 0:
             _fail(name, getattr(c, name), "must be > 0")
     for name in ("ent_coef", "vf_coef", "damping", "init_penalty", "clip_eps"):
@@ -226,3 +258,7 @@ def validate(c: ConfigFields) -> None:
         _fail("gamma", c.gamma, "must be in (0, 1]")
     if not 0.0 <= float(c.gae_lambda) <= 1.0:
         _fail("gae_lambda", c.gae_lambda, "must be in [0, 1]")
+    if not 0.0 < float(c.backtrack_coef) < 1.0:
+        _fail("backtrack_coef", c.backtrack_coef, "must be in (0, 1)")
+    if not 0.0 < float(c.fvp_fraction) <= 1.0:
+        _fail("fvp_fraction", c.fvp_fraction, "must be in (0, 1]")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from vecpg.algos import a2c, ppo
+from vecpg.algos import a2c, penalty, ppo, trust_region
 from vecpg.algos.base import Batch, Updater
 from vecpg.config import StaticConfig
 from vecpg.networks import Agent
@@ -12,6 +12,10 @@ from vecpg.networks import Agent
 REGISTRY: dict[str, Callable[[StaticConfig, Agent], Updater]] = {
     "a2c": a2c.make,
     "ppo": ppo.make,
+    "ppo_kl": penalty.make_ppo_kl,
+    "dual": penalty.make_dual,
+    "npg": trust_region.make_npg,
+    "trpo": trust_region.make_trpo,
 }
 
 

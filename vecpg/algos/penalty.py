@@ -1,0 +1,113 @@
+"""KL-penalised surrogates with an adapted multiplier, joint actor-critic loss:
+
+    maximise  E[r_theta A] - c * E[KL(pi_theta || pi_old)] + c_ent H - c_vf (V - R)^2
+
+    dual:   c = lambda; K = update_epochs x num_minibatches Adam steps on theta, then
+            lambda <- max(0, lambda + dual_lr (KL - max_kl))   (dual gradient descent)
+    ppo_kl: c = beta; after the epochs, beta /= 2 if KL < max_kl / 1.5,
+            beta *= 2 if KL > 1.5 max_kl                      (PPO's adaptive KL)
+
+KL is the mean over the whole batch after the update; the multiplier carries across
+iterations and is logged as `penalty`.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from vecpg.algos import ppo
+from vecpg.algos.base import (
+    Batch,
+    Metrics,
+    Nets,
+    Updater,
+    adam,
+    minibatch_epochs,
+    normalize_advantage,
+    total_minibatch_updates,
+    value_loss,
+)
+from vecpg.algos.trust_region import mean_kl
+from vecpg.config import HParams, StaticConfig
+from vecpg.networks import Agent, AgentParams
+
+
+class PenaltyState(NamedTuple):
+    opt_state: optax.OptState
+    penalty: jax.Array  # lambda (dual) or beta (ppo_kl)
+
+
+def penalized_loss(
+    nets: Nets, agent: Agent, mb: Batch, hp: HParams, coef: jax.Array
+) -> tuple[jax.Array, Metrics]:
+    """-(E[r A] - coef * E[KL(pi || pi_old)]) + vf * value loss - ent * entropy, on [M]."""
+    dist = agent.actor.apply(nets.actor, mb.obs)
+    ratio = jnp.exp(agent.dist.log_prob(dist, mb.action) - mb.log_prob)
+    surr = jnp.mean(ratio * normalize_advantage(mb.advantage))
+    kl = jnp.mean(agent.dist.kl(dist, mb.old_dist))
+    entropy = jnp.mean(agent.dist.entropy(dist))
+    v_loss = value_loss(agent, nets.critic, mb.obs, mb.target)
+    policy_loss = -(surr - coef * kl)
+    loss = policy_loss + hp.vf_coef * v_loss - hp.ent_coef * entropy
+    return loss, {"policy_loss": policy_loss, "value_loss": v_loss, "entropy": entropy}
+
+
+def dual_ascent(penalty: jax.Array, kl: jax.Array, hp: HParams) -> jax.Array:
+    """lambda <- max(0, lambda + alpha_lambda (KL - eps))."""
+    return jnp.maximum(0.0, penalty + hp.dual_lr * (kl - hp.max_kl))
+
+
+def adaptive_beta(penalty: jax.Array, kl: jax.Array, hp: HParams) -> jax.Array:
+    """beta / 2 if KL < d_targ / 1.5; beta * 2 if KL > 1.5 d_targ; else unchanged."""
+    halved = jnp.where(kl < hp.max_kl / 1.5, penalty / 2.0, penalty)
+    return jnp.where(kl > 1.5 * hp.max_kl, penalty * 2.0, halved)
+
+
+def init(static: StaticConfig, agent: Agent, params: AgentParams, hp: HParams) -> PenaltyState:
+    opt = adam(hp, total_minibatch_updates(static), static.anneal_lr)
+    return PenaltyState(opt.init(Nets(params.actor, params.critic)), hp.init_penalty)
+
+
+def update(
+    static: StaticConfig,
+    agent: Agent,
+    adapt,
+    key: jax.Array,
+    params: AgentParams,
+    state: PenaltyState,
+    batch: Batch,
+    hp: HParams,
+) -> tuple[AgentParams, PenaltyState, Metrics]:
+    opt = adam(hp, total_minibatch_updates(static), static.anneal_lr)
+    loss = functools.partial(penalized_loss, coef=state.penalty)
+    step = functools.partial(ppo.sgd_step, agent, opt, hp, loss)
+    (nets, opt_state), metrics = minibatch_epochs(
+        key,
+        (Nets(params.actor, params.critic), state.opt_state),
+        batch,
+        static.update_epochs,
+        static.num_minibatches,
+        step,
+    )
+    penalty = adapt(state.penalty, mean_kl(agent, nets.actor, batch), hp)
+    new_params = params.replace(actor=nets.actor, critic=nets.critic)
+    return new_params, PenaltyState(opt_state, penalty), {**metrics, "penalty": penalty}
+
+
+def make_dual(static: StaticConfig, agent: Agent) -> Updater:
+    return Updater(
+        functools.partial(init, static, agent),
+        functools.partial(update, static, agent, dual_ascent),
+    )
+
+
+def make_ppo_kl(static: StaticConfig, agent: Agent) -> Updater:
+    return Updater(
+        functools.partial(init, static, agent),
+        functools.partial(update, static, agent, adaptive_beta),
+    )

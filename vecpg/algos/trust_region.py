@@ -1,0 +1,187 @@
+"""Natural policy gradient and TRPO: theta' = theta + alpha F^-1 g, with the critic fitted
+by its own Adam optimiser (epochs x minibatches).
+
+    npg:  alpha = sqrt(2 max_kl / g^T F^-1 g)     (or natural_lr with npg_fixed_step)
+    trpo: the same full step, then backtracking by backtrack_coef^k, k < linesearch_steps,
+          accepting the first point with mean KL(pi' || pi) <= max_kl and a strictly
+          improved surrogate; if none is accepted theta is kept and it is counted.
+
+The surrogate uses the raw GAE advantages: the natural step is invariant to their
+scale, and the predicted improvement alpha g^T F^-1 g then reads in (scaled) reward units.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+from jax.flatten_util import ravel_pytree
+
+from vecpg.algos.base import (
+    Batch,
+    Metrics,
+    Updater,
+    adam,
+    minibatch_epochs,
+    total_minibatch_updates,
+    value_loss,
+)
+from vecpg.config import HParams, StaticConfig
+from vecpg.natural import (
+    backtracking_line_search,
+    conjugate_gradient,
+    flat_fvp,
+    kl_step_size,
+)
+from vecpg.networks import Agent, AgentParams
+
+
+class CriticState(NamedTuple):
+    opt_state: optax.OptState
+
+
+def surrogate(agent: Agent, actor_params: Any, batch: Batch) -> jax.Array:
+    """A_bar(theta') = E[pi_theta'(a|s) / pi_theta(a|s) * A], batch [N]."""
+    dist = agent.actor.apply(actor_params, batch.obs)
+    ratio = jnp.exp(agent.dist.log_prob(dist, batch.action) - batch.log_prob)
+    return jnp.mean(ratio * batch.advantage)
+
+
+def mean_kl(agent: Agent, actor_params: Any, batch: Batch) -> jax.Array:
+    """E_s[KL(pi_theta'(.|s) || pi_theta(.|s))] over the batch."""
+    return jnp.mean(agent.dist.kl(agent.actor.apply(actor_params, batch.obs), batch.old_dist))
+
+
+def fvp_subsample(batch: Batch, fraction: float) -> jax.Array:
+    """Observations used for Fisher-vector products: every k-th sample, k = round(1/f)."""
+    stride = max(1, round(1.0 / fraction))
+    return batch.obs[::stride]
+
+
+class NaturalDirection(NamedTuple):
+    g: jax.Array  # [P] policy gradient (of the surrogate at theta)
+    x: jax.Array  # [P] CG solution of (F + damping I) x = g
+    alpha: jax.Array  # step size
+    gfg: jax.Array  # g^T F^-1 g (as g^T x)
+    cg_residual: jax.Array
+
+
+def natural_direction(
+    static: StaticConfig, agent: Agent, actor_params: Any, batch: Batch, hp: HParams
+) -> NaturalDirection:
+    g_tree = jax.grad(lambda p: surrogate(agent, p, batch))(actor_params)
+    g, _ = ravel_pytree(g_tree)
+    obs = fvp_subsample(batch, static.fvp_fraction)
+    matvec = flat_fvp(
+        lambda p: agent.actor.apply(p, obs), agent.dist.fisher_vp, actor_params, hp.damping
+    )
+    cg = conjugate_gradient(matvec, g, static.cg_iters)
+    alpha, gfg = kl_step_size(g, cg.x, hp.max_kl)
+    if static.npg_fixed_step:
+        alpha = hp.natural_lr
+    return NaturalDirection(g, cg.x, alpha, gfg, cg.residual_norm)
+
+
+def fit_critic(
+    static: StaticConfig,
+    agent: Agent,
+    key: jax.Array,
+    critic_params: Any,
+    state: CriticState,
+    batch: Batch,
+    hp: HParams,
+) -> tuple[Any, CriticState, Metrics]:
+    """update_epochs x num_minibatches Adam steps on 0.5 (V - target)^2."""
+    opt = adam(hp, total_minibatch_updates(static), static.anneal_lr)
+
+    def step(carry, mb):
+        params, opt_state = carry
+        loss, grads = jax.value_and_grad(lambda p: value_loss(agent, p, mb.obs, mb.target))(params)
+        updates, opt_state = opt.update(grads, opt_state, params)
+        return (optax.apply_updates(params, updates), opt_state), {
+            "value_loss": loss,
+            "grad_norm": optax.global_norm(grads),
+        }
+
+    (critic_params, opt_state), metrics = minibatch_epochs(
+        key,
+        (critic_params, state.opt_state),
+        batch,
+        static.update_epochs,
+        static.num_minibatches,
+        step,
+    )
+    return critic_params, CriticState(opt_state), metrics
+
+
+def init(static: StaticConfig, agent: Agent, params: AgentParams, hp: HParams) -> CriticState:
+    return CriticState(
+        adam(hp, total_minibatch_updates(static), static.anneal_lr).init(params.critic)
+    )
+
+
+def update(
+    static: StaticConfig,
+    agent: Agent,
+    line_search: bool,
+    key: jax.Array,
+    params: AgentParams,
+    state: CriticState,
+    batch: Batch,
+    hp: HParams,
+) -> tuple[AgentParams, CriticState, Metrics]:
+    d = natural_direction(static, agent, params.actor, batch, hp)
+    _, unravel = ravel_pytree(params.actor)
+    full_step = unravel(d.alpha * d.x)
+    if line_search:
+        ls = backtracking_line_search(
+            lambda p: (surrogate(agent, p, batch), mean_kl(agent, p, batch)),
+            params.actor,
+            full_step,
+            hp.max_kl,
+            hp.backtrack_coef,
+            static.linesearch_steps,
+        )
+        actor = ls.params
+        extra = {
+            "linesearch_steps": ls.steps.astype(jnp.float32),
+            "linesearch_accepted": ls.accepted.astype(jnp.float32),
+            "surrogate_improvement": ls.improvement,
+        }
+        taken = jnp.where(ls.accepted, hp.backtrack_coef ** (ls.steps - 1), 0.0)
+    else:
+        actor = jax.tree.map(jnp.add, params.actor, full_step)
+        extra = {
+            "surrogate_improvement": surrogate(agent, actor, batch)
+            - surrogate(agent, params.actor, batch)
+        }
+        taken = jnp.float32(1.0)
+    critic, state, critic_metrics = fit_critic(static, agent, key, params.critic, state, batch, hp)
+    entropy = jnp.mean(agent.dist.entropy(agent.actor.apply(actor, batch.obs)))
+    metrics = {
+        "policy_loss": -surrogate(agent, actor, batch),
+        "entropy": entropy,
+        "step_size": d.alpha * taken,
+        "gFg": d.gfg,
+        "cg_residual": d.cg_residual,
+        # first-order model of the surrogate gain: (alpha * taken) * g^T x
+        "predicted_improvement": d.alpha * taken * jnp.vdot(d.g, d.x),
+        **extra,
+        **critic_metrics,
+    }
+    return params.replace(actor=actor, critic=critic), state, metrics
+
+
+def make_npg(static: StaticConfig, agent: Agent) -> Updater:
+    return Updater(
+        functools.partial(init, static, agent), functools.partial(update, static, agent, False)
+    )
+
+
+def make_trpo(static: StaticConfig, agent: Agent) -> Updater:
+    return Updater(
+        functools.partial(init, static, agent), functools.partial(update, static, agent, True)
+    )
