@@ -58,6 +58,8 @@ class ConfigFields:
     """Backtracking steps tried by trpo."""
     fvp_fraction: float = 1.0
     """Fraction of the batch used for Fisher-vector products (TRPO paper: 0.1)."""
+    anneal_kl: bool = False
+    """npg/trpo: anneal the KL budget max_kl linearly to 0 over training."""
     npg_fixed_step: bool = False
     """npg: step natural_lr * F^-1 g instead of the KL-normalised sqrt(2 max_kl / gFg)."""
     # Traced hyperparameters: leaves of HParams.
@@ -157,6 +159,7 @@ class StaticConfig:
     cg_iters: int
     linesearch_steps: int
     fvp_fraction: float
+    anneal_kl: bool
     npg_fixed_step: bool
 
 
@@ -189,6 +192,7 @@ class TrainConfig(ConfigFields):
             cg_iters=self.cg_iters,
             linesearch_steps=self.linesearch_steps,
             fvp_fraction=float(self.fvp_fraction),
+            anneal_kl=self.anneal_kl,
             npg_fixed_step=self.npg_fixed_step,
         )
 

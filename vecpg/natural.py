@@ -14,7 +14,8 @@ and is exact (not an estimate from sampled actions) for any batch of states.
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp

@@ -125,6 +125,7 @@ def train_iteration(
         "episode_return": last_return,
         "episode_length": last_length,
         "episodes_finished": n_done,
+        "return_change": last_return - state.last_return,
         "nonfinite": jnp.sum(traj.nonfinite.astype(jnp.float32)),
         "explained_variance": explained_variance(batch.value, batch.target),
         **policy_change_metrics(agent, params.actor, batch),

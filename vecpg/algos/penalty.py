@@ -5,7 +5,7 @@
     dual:   c = lambda; K = update_epochs x num_minibatches Adam steps on theta, then
             lambda <- max(0, lambda + dual_lr (KL - max_kl))   (dual gradient descent)
     ppo_kl: c = beta; after the epochs, beta /= 2 if KL < max_kl / 1.5,
-            beta *= 2 if KL > 1.5 max_kl                      (PPO's adaptive KL)
+            beta *= 2 if KL > 1.5 max_kl, kept in [1e-6, 1e6]  (PPO's adaptive KL)
 
 KL is the mean over the whole batch after the update; the multiplier carries across
 iterations and is logged as `penalty`.
@@ -62,10 +62,13 @@ def dual_ascent(penalty: jax.Array, kl: jax.Array, hp: HParams) -> jax.Array:
     return jnp.maximum(0.0, penalty + hp.dual_lr * (kl - hp.max_kl))
 
 
+BETA_RANGE = (1e-6, 1e6)  # beta halved long enough underflows to 0 and could never double
+
+
 def adaptive_beta(penalty: jax.Array, kl: jax.Array, hp: HParams) -> jax.Array:
-    """beta / 2 if KL < d_targ / 1.5; beta * 2 if KL > 1.5 d_targ; else unchanged."""
+    """beta / 2 if KL < d_targ / 1.5; beta * 2 if KL > 1.5 d_targ; kept in BETA_RANGE."""
     halved = jnp.where(kl < hp.max_kl / 1.5, penalty / 2.0, penalty)
-    return jnp.where(kl > 1.5 * hp.max_kl, penalty * 2.0, halved)
+    return jnp.clip(jnp.where(kl > 1.5 * hp.max_kl, penalty * 2.0, halved), *BETA_RANGE)
 
 
 def init(static: StaticConfig, agent: Agent, params: AgentParams, hp: HParams) -> PenaltyState:

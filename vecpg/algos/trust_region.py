@@ -39,8 +39,17 @@ from vecpg.natural import (
 from vecpg.networks import Agent, AgentParams
 
 
-class CriticState(NamedTuple):
-    opt_state: optax.OptState
+class TrustRegionState(NamedTuple):
+    opt_state: optax.OptState  # the critic's Adam
+    iteration: jax.Array  # for the KL-budget schedule
+
+
+def kl_budget(static: StaticConfig, hp: HParams, iteration: jax.Array) -> jax.Array:
+    """max_kl, linearly annealed towards 0 over training when `anneal_kl`. Without it a
+    converged policy keeps taking full max_kl steps along noise (alpha grows as g -> 0)."""
+    if not static.anneal_kl:
+        return hp.max_kl
+    return hp.max_kl * (1.0 - iteration / static.num_iterations)
 
 
 def surrogate(agent: Agent, actor_params: Any, batch: Batch) -> jax.Array:
@@ -70,7 +79,12 @@ class NaturalDirection(NamedTuple):
 
 
 def natural_direction(
-    static: StaticConfig, agent: Agent, actor_params: Any, batch: Batch, hp: HParams
+    static: StaticConfig,
+    agent: Agent,
+    actor_params: Any,
+    batch: Batch,
+    hp: HParams,
+    max_kl: jax.Array,
 ) -> NaturalDirection:
     g_tree = jax.grad(lambda p: surrogate(agent, p, batch))(actor_params)
     g, _ = ravel_pytree(g_tree)
@@ -79,7 +93,7 @@ def natural_direction(
         lambda p: agent.actor.apply(p, obs), agent.dist.fisher_vp, actor_params, hp.damping
     )
     cg = conjugate_gradient(matvec, g, static.cg_iters)
-    alpha, gfg = kl_step_size(g, cg.x, hp.max_kl)
+    alpha, gfg = kl_step_size(g, cg.x, max_kl)
     if static.npg_fixed_step:
         alpha = hp.natural_lr
     return NaturalDirection(g, cg.x, alpha, gfg, cg.residual_norm)
@@ -90,10 +104,10 @@ def fit_critic(
     agent: Agent,
     key: jax.Array,
     critic_params: Any,
-    state: CriticState,
+    opt_state: optax.OptState,
     batch: Batch,
     hp: HParams,
-) -> tuple[Any, CriticState, Metrics]:
+) -> tuple[Any, optax.OptState, Metrics]:
     """update_epochs x num_minibatches Adam steps on 0.5 (V - target)^2."""
     opt = adam(hp, total_minibatch_updates(static), static.anneal_lr)
 
@@ -108,19 +122,18 @@ def fit_critic(
 
     (critic_params, opt_state), metrics = minibatch_epochs(
         key,
-        (critic_params, state.opt_state),
+        (critic_params, opt_state),
         batch,
         static.update_epochs,
         static.num_minibatches,
         step,
     )
-    return critic_params, CriticState(opt_state), metrics
+    return critic_params, opt_state, metrics
 
 
-def init(static: StaticConfig, agent: Agent, params: AgentParams, hp: HParams) -> CriticState:
-    return CriticState(
-        adam(hp, total_minibatch_updates(static), static.anneal_lr).init(params.critic)
-    )
+def init(static: StaticConfig, agent: Agent, params: AgentParams, hp: HParams) -> TrustRegionState:
+    opt = adam(hp, total_minibatch_updates(static), static.anneal_lr)
+    return TrustRegionState(opt.init(params.critic), jnp.int32(0))
 
 
 def update(
@@ -129,11 +142,12 @@ def update(
     line_search: bool,
     key: jax.Array,
     params: AgentParams,
-    state: CriticState,
+    state: TrustRegionState,
     batch: Batch,
     hp: HParams,
-) -> tuple[AgentParams, CriticState, Metrics]:
-    d = natural_direction(static, agent, params.actor, batch, hp)
+) -> tuple[AgentParams, TrustRegionState, Metrics]:
+    max_kl = kl_budget(static, hp, state.iteration)
+    d = natural_direction(static, agent, params.actor, batch, hp, max_kl)
     _, unravel = ravel_pytree(params.actor)
     full_step = unravel(d.alpha * d.x)
     if line_search:
@@ -141,7 +155,7 @@ def update(
             lambda p: (surrogate(agent, p, batch), mean_kl(agent, p, batch)),
             params.actor,
             full_step,
-            hp.max_kl,
+            max_kl,
             hp.backtrack_coef,
             static.linesearch_steps,
         )
@@ -159,12 +173,15 @@ def update(
             - surrogate(agent, params.actor, batch)
         }
         taken = jnp.float32(1.0)
-    critic, state, critic_metrics = fit_critic(static, agent, key, params.critic, state, batch, hp)
+    critic, opt_state, critic_metrics = fit_critic(
+        static, agent, key, params.critic, state.opt_state, batch, hp
+    )
     entropy = jnp.mean(agent.dist.entropy(agent.actor.apply(actor, batch.obs)))
     metrics = {
         "policy_loss": -surrogate(agent, actor, batch),
         "entropy": entropy,
         "step_size": d.alpha * taken,
+        "max_kl": max_kl,
         "gFg": d.gfg,
         "cg_residual": d.cg_residual,
         # first-order model of the surrogate gain: (alpha * taken) * g^T x
@@ -172,7 +189,8 @@ def update(
         **extra,
         **critic_metrics,
     }
-    return params.replace(actor=actor, critic=critic), state, metrics
+    new_state = TrustRegionState(opt_state, state.iteration + 1)
+    return params.replace(actor=actor, critic=critic), new_state, metrics
 
 
 def make_npg(static: StaticConfig, agent: Agent) -> Updater:
