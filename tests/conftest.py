@@ -11,6 +11,18 @@ import vecpg
 CARTPOLE_PPO = vecpg.TrainConfig(env="gymnax/CartPole-v1", algo="ppo", total_steps=500_000)
 
 
+# brax inverted_pendulum (generalized backend, the default): PPO and TRPO must reach a
+# mean final return >= 900 (of 1000) over 4 seeds within 150k steps.
+BRAX_PENDULUM = dict(
+    env="brax/inverted_pendulum",
+    num_envs=16,
+    num_steps=64,
+    total_steps=150_000,
+    learning_rate=3e-4,
+)
+PENDULUM_THRESHOLD = 900.0
+
+
 @pytest.fixture(scope="session")
 def cartpole_run(tmp_path_factory):
     res = vecpg.train(CARTPOLE_PPO, seeds=4)

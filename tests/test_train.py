@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import vecpg
+from tests.conftest import BRAX_PENDULUM, PENDULUM_THRESHOLD
 
 # Small config for exactness tests: cheap to compile, a few iterations.
 TINY = vecpg.TrainConfig(
@@ -98,16 +99,7 @@ def test_a2c_learns_cartpole():
 
 @pytest.mark.parametrize("algo", ["ppo"])
 def test_ppo_learns_brax_inverted_pendulum(algo):
-    """Documented threshold: mean final return >= 900 (of 1000) over 4 seeds, 150k steps,
-    generalized backend (the default)."""
-    cfg = vecpg.TrainConfig(
-        algo=algo,
-        env="brax/inverted_pendulum",
-        num_envs=16,
-        num_steps=64,
-        total_steps=150_000,
-        learning_rate=3e-4,
-    )
-    res = vecpg.train(cfg, seeds=4)
+    """Documented threshold (conftest): mean final return >= 900 over 4 seeds, 150k steps."""
+    res = vecpg.train(vecpg.TrainConfig(algo=algo, **BRAX_PENDULUM), seeds=4)
     assert res.metrics["nonfinite"].sum() == 0
-    assert res.final_returns().mean() >= 900.0, res.final_returns()
+    assert res.final_returns().mean() >= PENDULUM_THRESHOLD, res.final_returns()

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import vecpg
+from tests.conftest import BRAX_PENDULUM, PENDULUM_THRESHOLD
 from vecpg.algos.penalty import BETA_RANGE
 
 CARTPOLE = dict(env="gymnax/CartPole-v1", total_steps=500_000)
@@ -77,17 +78,9 @@ def test_trpo_learns_brax_inverted_pendulum():
     """Same documented threshold as PPO: mean final return >= 900 over 4 seeds. With a
     constant KL budget one seed of four reached 1000 and then random-walked back to 12
     (full-size steps along noise once g -> 0), so the budget is annealed here."""
-    cfg = vecpg.TrainConfig(
-        algo="trpo",
-        anneal_kl=True,
-        env="brax/inverted_pendulum",
-        num_envs=16,
-        num_steps=64,
-        total_steps=150_000,
-        learning_rate=3e-4,
-    )
+    cfg = vecpg.TrainConfig(algo="trpo", anneal_kl=True, **BRAX_PENDULUM)
     res = vecpg.train(cfg, seeds=4)
-    assert res.final_returns().mean() >= 900.0, res.final_returns()
+    assert res.final_returns().mean() >= PENDULUM_THRESHOLD, res.final_returns()
 
 
 def test_multi_seed_trpo_run_compiles_once(caplog):

@@ -36,6 +36,47 @@ class EnvsCommand:
     """Brax backend used to build brax envs for their spaces."""
 
 
+@dataclasses.dataclass(frozen=True)
+class BenchCommand:
+    """Time the trust-region pieces and PPO vs TRPO iterations side by side."""
+
+    env: str = "brax/hopper"
+    """Environment to time on."""
+    backend: str = "positional"
+    """Brax backend."""
+    num_envs: int = 64
+    """Parallel environments."""
+    num_steps: int = 64
+    """Rollout length (batch = num_envs * num_steps)."""
+    iterations: int = 10
+    """Training iterations per timed call."""
+    repeats: int = 3
+    """Timed calls per measurement (the median is reported)."""
+    quick: bool = False
+    """Tiny settings for a smoke test (gymnax CartPole, small batch)."""
+    out: str = "bench"
+    """Directory for bench.json and bench.md."""
+
+
+def run_bench_cmd(cmd: BenchCommand) -> int:
+    from vecpg import bench
+
+    TrainConfig(env=cmd.env, backend=cmd.backend)  # validates env/backend first
+    for name in ("num_envs", "num_steps", "iterations", "repeats"):
+        if getattr(cmd, name) < 1:
+            raise ConfigError(f"invalid {name}={getattr(cmd, name)!r}: must be an integer >= 1")
+    if cmd.quick:
+        args = ("gymnax/CartPole-v1", "generalized", 8, 32, 4, 2)
+    else:
+        args = (cmd.env, cmd.backend, cmd.num_envs, cmd.num_steps, cmd.iterations, cmd.repeats)
+    result = bench.run_bench(*args)
+    bench.check_result(result)
+    bench.save(result, Path(cmd.out))
+    print(bench.to_markdown(result))
+    print(f"wrote {cmd.out}/bench.json and bench.md")
+    return 0
+
+
 def default_out(cfg: TrainConfig) -> Path:
     env = cfg.env.replace("/", "-")
     return Path("runs") / f"{cfg.algo}-{env}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -109,10 +150,14 @@ def main(argv: list[str] | None = None) -> int:
         argv = ["train", *argv]  # `vecpg` alone runs the demo
     try:
         cmd = tyro.extras.subcommand_cli_from_dict(
-            {"train": TrainCommand, "envs": EnvsCommand}, args=argv, prog="vecpg"
+            {"train": TrainCommand, "envs": EnvsCommand, "bench": BenchCommand},
+            args=argv,
+            prog="vecpg",
         )
         if isinstance(cmd, TrainCommand):
             return run_train(cmd)
+        if isinstance(cmd, BenchCommand):
+            return run_bench_cmd(cmd)
         return run_envs(cmd)
     except ConfigError as e:
         print(f"vecpg: error: {e}", file=sys.stderr)

@@ -27,7 +27,6 @@ from vecpg.algos.base import (
     Nets,
     Updater,
     adam,
-    minibatch_epochs,
     normalize_advantage,
     total_minibatch_updates,
     value_loss,
@@ -86,20 +85,13 @@ def update(
     batch: Batch,
     hp: HParams,
 ) -> tuple[AgentParams, PenaltyState, Metrics]:
-    opt = adam(hp, total_minibatch_updates(static), static.anneal_lr)
+    """PPO's epochs x minibatches with the penalised loss, then adapt the multiplier."""
     loss = functools.partial(penalized_loss, coef=state.penalty)
-    step = functools.partial(ppo.sgd_step, agent, opt, hp, loss)
-    (nets, opt_state), metrics = minibatch_epochs(
-        key,
-        (Nets(params.actor, params.critic), state.opt_state),
-        batch,
-        static.update_epochs,
-        static.num_minibatches,
-        step,
+    params, ppo_state, metrics = ppo.update(
+        static, agent, key, params, ppo.PPOState(state.opt_state), batch, hp, loss_fn=loss
     )
-    penalty = adapt(state.penalty, mean_kl(agent, nets.actor, batch), hp)
-    new_params = params.replace(actor=nets.actor, critic=nets.critic)
-    return new_params, PenaltyState(opt_state, penalty), {**metrics, "penalty": penalty}
+    penalty = adapt(state.penalty, mean_kl(agent, params.actor, batch), hp)
+    return params, PenaltyState(ppo_state.opt_state, penalty), {**metrics, "penalty": penalty}
 
 
 def make_dual(static: StaticConfig, agent: Agent) -> Updater:

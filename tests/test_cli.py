@@ -1,0 +1,29 @@
+"""CLI commands other than train's errors: envs listing and the bench smoke test."""
+
+import json
+
+import numpy as np
+
+from vecpg.cli import main
+
+
+def test_envs_lists_spaces(capsys):
+    assert main(["envs", "--source", "gymnax"]) == 0
+    out = capsys.readouterr().out
+    assert "gymnax/CartPole-v1" in out and "Discrete(2)" in out
+    assert "gymnax/Pendulum-v1" in out and "Box(-2, 2, (1,))" in out
+    assert "brax/" not in out
+
+
+def test_bench_quick_writes_positive_finite_numbers(tmp_path, capsys):
+    assert main(["bench", "--quick", "--out", str(tmp_path)]) == 0
+    r = json.loads((tmp_path / "bench.json").read_text())
+    assert r["machine"].startswith(("CPU", "GPU"))
+    assert set(r["trust_region_cost"]) == {"pg_s", "fvp_s", "cg_s", "fvp_over_pg", "cg_over_pg"}
+    assert set(r["iteration"]) == {"ppo", "trpo"}
+    for algo in ("ppo", "trpo"):
+        assert set(r["iteration"][algo]) == {"compile_s", "iteration_s", "env_steps_per_s"}
+    nums = [*r["trust_region_cost"].values(), r["trpo_over_ppo_iteration"]]
+    nums += [v for d in r["iteration"].values() for v in d.values()]
+    assert all(np.isfinite(x) and x > 0 for x in nums)
+    assert "one TRPO iteration" in (tmp_path / "bench.md").read_text()

@@ -1,0 +1,198 @@
+"""`vecpg bench`: side-by-side timings in one process (compile time kept apart, medians
+over repeats). Covers the trust-region cost: the FVP and one CG solve as multiples of
+one policy-gradient evaluation, and one TRPO iteration as a multiple of one PPO
+iteration, measured through the real `train` function on the same env and settings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.flatten_util import ravel_pytree
+
+from vecpg.algos.base import Batch
+from vecpg.algos.trust_region import surrogate
+from vecpg.config import TrainConfig
+from vecpg.natural import conjugate_gradient, flat_fvp
+from vecpg.networks import init_agent_params, make_agent
+
+
+def machine() -> str:
+    dev = jax.devices()[0]
+    if dev.platform == "cpu":
+        model = platform.processor() or "cpu"
+        try:
+            for line in Path("/proc/cpuinfo").read_text().splitlines():
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+        except OSError:
+            pass
+        return f"CPU: {model}, {os.cpu_count()} cores"
+    return f"{dev.platform.upper()}: {dev.device_kind}"
+
+
+def median_time(fn: Callable[[], Any], repeats: int) -> float:
+    """Median wall time of fn() (blocked until ready) over `repeats`, after one warm-up."""
+    jax.block_until_ready(fn())
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(fn())
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def trust_region_cost(cfg: TrainConfig, repeats: int) -> dict[str, float]:
+    """Seconds for grad(surrogate), one FVP and one CG solve on a batch of cfg's size."""
+    from vecpg.envs import make_env
+
+    spec = make_env(cfg.env, cfg.backend).spec
+    agent = make_agent(spec, cfg.hidden, cfg.activation)
+    params = init_agent_params(agent, jax.random.key(0)).actor
+    n = cfg.batch_size
+    obs = jax.random.normal(jax.random.key(1), (n, *spec.obs_shape))
+    dist = agent.actor.apply(params, obs)
+    action = agent.dist.sample(jax.random.key(2), dist)
+    batch = Batch(
+        obs,
+        action,
+        agent.dist.log_prob(dist, action),
+        jax.random.normal(jax.random.key(3), (n,)),
+        jnp.zeros(n),
+        jnp.zeros(n),
+        dist,
+    )
+    flat, _ = ravel_pytree(params)
+    damping = jnp.float32(cfg.damping)
+    stride = max(1, round(1.0 / cfg.fvp_fraction))
+
+    @jax.jit
+    def pg(p):
+        return ravel_pytree(jax.grad(lambda q: surrogate(agent, q, batch))(p))[0]
+
+    @jax.jit
+    def fvp(p, v):
+        sub = batch.obs[::stride]
+        return flat_fvp(lambda q: agent.actor.apply(q, sub), agent.dist.fisher_vp, p, damping)(v)
+
+    @jax.jit
+    def cg(p, g):
+        sub = batch.obs[::stride]
+        mv = flat_fvp(lambda q: agent.actor.apply(q, sub), agent.dist.fisher_vp, p, damping)
+        return conjugate_gradient(mv, g, cfg.cg_iters).x
+
+    g = pg(params)
+    out = {
+        "pg_s": median_time(lambda: pg(params), repeats),
+        "fvp_s": median_time(lambda: fvp(params, flat), repeats),
+        "cg_s": median_time(lambda: cg(params, g), repeats),
+    }
+    out["fvp_over_pg"] = out["fvp_s"] / out["pg_s"]
+    out["cg_over_pg"] = out["cg_s"] / out["pg_s"]
+    return out
+
+
+def iteration_cost(cfg: TrainConfig, iterations: int, repeats: int) -> dict[str, float]:
+    """Compile time and steady-state seconds per iteration of the real train function."""
+    from vecpg.api import broadcast_hparams
+    from vecpg.trainer import make_train
+
+    cfg = dataclasses.replace(cfg, total_steps=iterations * cfg.batch_size)
+    fn = jax.jit(jax.vmap(make_train(cfg.static())))
+    keys = jnp.stack([jax.random.key(0)])
+    hp = broadcast_hparams(cfg.hparams(), 1)
+    t0 = time.perf_counter()
+    compiled = fn.lower(keys, hp).compile()
+    compile_s = time.perf_counter() - t0
+    run_s = median_time(lambda: compiled(keys, hp)[1], repeats)
+    return {
+        "compile_s": compile_s,
+        "iteration_s": run_s / iterations,
+        "env_steps_per_s": iterations * cfg.batch_size / run_s,
+    }
+
+
+def run_bench(
+    env: str, backend: str, num_envs: int, num_steps: int, iterations: int, repeats: int
+) -> dict[str, Any]:
+    base = TrainConfig(
+        env=env, backend=backend, num_envs=num_envs, num_steps=num_steps, hidden=(64, 64)
+    )
+    result: dict[str, Any] = {
+        "machine": machine(),
+        "jax": jax.__version__,
+        "settings": {
+            "env": env,
+            "backend": backend,
+            "num_envs": num_envs,
+            "num_steps": num_steps,
+            "batch": base.batch_size,
+            "update_epochs": base.update_epochs,
+            "num_minibatches": base.num_minibatches,
+            "hidden": list(base.hidden),
+            "cg_iters": base.cg_iters,
+            "iterations_timed": iterations,
+            "repeats": repeats,
+        },
+        "trust_region_cost": trust_region_cost(base, repeats=max(5, 5 * repeats)),
+        "iteration": {},
+    }
+    for algo in ("ppo", "trpo"):
+        cfg = dataclasses.replace(base, algo=algo)
+        result["iteration"][algo] = iteration_cost(cfg, iterations, repeats)
+    it = result["iteration"]
+    result["trpo_over_ppo_iteration"] = it["trpo"]["iteration_s"] / it["ppo"]["iteration_s"]
+    return result
+
+
+def to_markdown(r: dict[str, Any]) -> str:
+    s, tr, it = r["settings"], r["trust_region_cost"], r["iteration"]
+    lines = [
+        f"Machine: {r['machine']}; jax {r['jax']}. Env {s['env']} ({s['backend']}), "
+        f"{s['num_envs']} envs x {s['num_steps']} steps = batch {s['batch']}, "
+        f"{s['update_epochs']} epochs x {s['num_minibatches']} minibatches, hidden "
+        f"{tuple(s['hidden'])}, {s['cg_iters']} CG iterations; medians of {s['repeats']} runs.",
+        "",
+        "| quantity | time | multiple |",
+        "|---|---|---|",
+        f"| policy-gradient evaluation | {tr['pg_s'] * 1e3:.2f} ms | 1.00x |",
+        f"| one Fisher-vector product | {tr['fvp_s'] * 1e3:.2f} ms | {tr['fvp_over_pg']:.2f}x |",
+        f"| one CG solve | {tr['cg_s'] * 1e3:.2f} ms | {tr['cg_over_pg']:.2f}x |",
+        f"| one PPO iteration | {it['ppo']['iteration_s'] * 1e3:.1f} ms | 1.00x |",
+        f"| one TRPO iteration | {it['trpo']['iteration_s'] * 1e3:.1f} ms "
+        f"| {r['trpo_over_ppo_iteration']:.2f}x |",
+        "",
+        "| algo | compile (s) | ms / iteration | env steps/s (incl. update) |",
+        "|---|---|---|---|",
+    ]
+    for algo, v in it.items():
+        lines.append(
+            f"| {algo} | {v['compile_s']:.1f} | {v['iteration_s'] * 1e3:.1f} "
+            f"| {v['env_steps_per_s']:,.0f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def check_result(r: dict[str, Any]) -> None:
+    """Every number positive and finite (the CI smoke test's assertion)."""
+    for v in jax.tree.leaves({k: r[k] for k in ("trust_region_cost", "iteration")}):
+        if not (np.isfinite(v) and v > 0):
+            raise ValueError(f"bench produced a non-positive or non-finite number: {v}")
+
+
+def save(r: dict[str, Any], out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "bench.json").write_text(json.dumps(r, indent=2))
+    (out / "bench.md").write_text(to_markdown(r))
