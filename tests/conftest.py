@@ -1,4 +1,4 @@
-"""Shared fixtures. Compiled runs are cached per static config (vecpg.api.compiled_train),
+"""Shared fixtures. Compiled runs are cached per static config (vecpg.execute.compiled_train),
 so tests that share a config share one compilation."""
 
 from __future__ import annotations

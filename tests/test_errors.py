@@ -7,7 +7,7 @@ import sys
 import pytest
 
 import vecpg
-import vecpg.api
+import vecpg.execute
 from vecpg.cli import main
 
 
@@ -16,7 +16,7 @@ def no_compile(monkeypatch):
     def boom(*a, **k):
         raise AssertionError("compiled despite bad input")
 
-    monkeypatch.setattr(vecpg.api, "compiled_train", boom)
+    monkeypatch.setattr(vecpg.execute, "compiled_train", boom)
 
 
 CASES = [

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import functools
 import json
 import os
 import shutil
 import tempfile
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -19,11 +16,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vecpg.config import ConfigError, HParams, StaticConfig, TrainConfig
+from vecpg.config import ConfigError, HParams, TrainConfig
 from vecpg.distributions import distribution
 from vecpg.envs.protocol import EnvSpec
+from vecpg.execute import run_lanes
 from vecpg.networks import AgentParams, init_agent_params, make_agent, policy_dist
-from vecpg.progress import ProgressReporter, reporting
 from vecpg.stats import mean_ci95
 
 FINAL_FRACTION = 0.1  # summary returns average the last 10% of iterations
@@ -45,25 +42,6 @@ def broadcast_hparams(hp: HParams, n: int) -> HParams:
     return jax.tree.map(lambda x: jnp.broadcast_to(x, (n, *jnp.shape(x))), hp)
 
 
-@functools.lru_cache(maxsize=16)
-def compiled_train(static: StaticConfig, num_runs: int):
-    """jit(vmap(train)) lowered and compiled for `num_runs` lanes; cached per static config.
-
-    The program always carries the progress callback (`vecpg.progress.emit`); it costs one
-    host call per seed every `log_every` iterations and does nothing with no reporter.
-    """
-    from vecpg.progress import emit
-    from vecpg.trainer import make_train
-
-    fn = jax.jit(jax.vmap(make_train(static, emit)))
-    keys = jax.ShapeDtypeStruct((num_runs,), jax.random.key(0).dtype)
-    hp_shape = jax.tree.map(
-        lambda _: jax.ShapeDtypeStruct((num_runs,), jnp.float32),
-        TrainConfig().hparams(),
-    )
-    return fn.lower(keys, hp_shape).compile()
-
-
 @dataclasses.dataclass
 class Results:
     """Output of `vecpg.train`. metrics leaves are [seeds, iterations] numpy arrays."""
@@ -75,6 +53,7 @@ class Results:
     spec: EnvSpec
     compile_s: float = float("nan")
     run_s: float = float("nan")
+    num_devices: int = 1
 
     def final_returns(self) -> np.ndarray:
         """[seeds] mean episode_return over the last 10% of iterations."""
@@ -141,41 +120,49 @@ def train(
     config: TrainConfig,
     seeds: int | Sequence[int] = 8,
     progress: bool = False,
+    max_runs_per_call: int | None = None,
 ) -> Results:
-    """Train `config` on every seed in ONE compiled call (vmapped over seeds).
+    """Train `config` on every seed in ONE compiled call (vmapped over seeds, the seeds
+    axis sharded over all local devices).
 
     Seed s uses `jax.random.key(s)`, so seed s of a batch matches seed s trained alone.
     With `progress`, a live line (rich bar on a terminal) is driven from inside the
-    compiled run every `config.log_every` iterations.
+    compiled run every `config.log_every` iterations. `max_runs_per_call` splits the
+    seeds into equal chunks (same compiled program, same results) to bound memory.
     """
     if not isinstance(config, TrainConfig):
         raise ConfigError(f"invalid config={type(config).__name__}: must be a vecpg.TrainConfig")
     seeds = seed_list(seeds)
-    static = config.static()
-    t0 = time.perf_counter()
-    fn = compiled_train(static, len(seeds))
-    compile_s = time.perf_counter() - t0
-    keys = jnp.stack([jax.random.key(s) for s in seeds])
-    hp = broadcast_hparams(config.hparams(), len(seeds))
-    reporter = ProgressReporter(len(seeds), static.num_iterations * config.batch_size)
-    with reporting(reporter) if progress else contextlib.nullcontext():
-        reporter.start() if progress else None
-        t0 = time.perf_counter()
-        state, metrics = fn(keys, hp)
-        metrics = jax.tree.map(np.asarray, jax.block_until_ready(metrics))
-        run_s = time.perf_counter() - t0
+    check_max_runs(max_runs_per_call)
+    out = run_lanes(
+        config.static(),
+        seeds,
+        [config.hparams()] * len(seeds),
+        max_runs_per_call,
+        progress,
+        config.num_iterations * config.batch_size,
+    )
     from vecpg.envs import make_env
 
-    spec = make_env(config.env, config.backend).spec
     return Results(
         config=config,
         seeds=seeds,
-        metrics=metrics,
-        params=jax.tree.map(np.asarray, state.params),
-        spec=spec,
-        compile_s=compile_s,
-        run_s=run_s,
+        metrics=out.metrics,
+        params=out.params,
+        spec=make_env(config.env, config.backend).spec,
+        compile_s=out.compile_s,
+        run_s=out.run_s,
+        num_devices=out.num_devices,
     )
+
+
+def check_max_runs(max_runs_per_call: int | None) -> None:
+    if max_runs_per_call is not None and (
+        not isinstance(max_runs_per_call, int) or max_runs_per_call < 1
+    ):
+        raise ConfigError(
+            f"invalid max_runs_per_call={max_runs_per_call!r}: must be an integer >= 1 or None"
+        )
 
 
 def _params_template(config: TrainConfig, spec: EnvSpec, num_seeds: int) -> AgentParams:

@@ -1,0 +1,53 @@
+"""vecpg.stats against rliable on the same score arrays."""
+
+import numpy as np
+import pytest
+from rliable import library, metrics
+
+from vecpg import stats
+
+
+@pytest.fixture
+def scores():
+    rng = np.random.default_rng(0)
+    a = rng.normal(0.6, 0.2, size=(10, 3))
+    b = rng.normal(0.5, 0.25, size=(12, 3))
+    b[:, 2] = np.round(b[:, 2], 1)  # ties
+    return a, b
+
+
+def test_deterministic_estimators_equal_rliable(scores):
+    a, b = scores
+    assert stats.iqm(a) == pytest.approx(metrics.aggregate_iqm(a), rel=1e-12)
+    assert stats.aggregate_mean(a) == pytest.approx(metrics.aggregate_mean(a), rel=1e-12)
+    assert stats.aggregate_median(a) == pytest.approx(metrics.aggregate_median(a), rel=1e-12)
+    assert stats.optimality_gap(a) == pytest.approx(metrics.aggregate_optimality_gap(a), rel=1e-12)
+    assert stats.probability_of_improvement(a, b) == pytest.approx(
+        metrics.probability_of_improvement(a, b), rel=1e-12
+    )
+
+
+def test_stratified_bootstrap_ci_matches_rliable_within_noise(scores):
+    a, _ = scores
+    lo, hi = stats.stratified_bootstrap_ci(a, stats.iqm, reps=4000, seed=0)
+    _, cis = library.get_interval_estimates(
+        {"a": a},
+        lambda x: np.array([metrics.aggregate_iqm(x)]),
+        reps=4000,
+        random_state=np.random.RandomState(0),
+    )
+    r_lo, r_hi = cis["a"][:, 0]
+    width = r_hi - r_lo
+    assert abs(lo - r_lo) < 0.1 * width and abs(hi - r_hi) < 0.1 * width
+
+
+def test_performance_profile_equals_rliable(scores):
+    a, _ = scores
+    taus = np.linspace(0, 1, 11)
+    profiles, _ = library.create_performance_profile({"a": a}, taus, reps=10)
+    np.testing.assert_allclose(stats.performance_profile(a, taus), profiles["a"], rtol=1e-12)
+
+
+def test_normalize_scores():
+    s = np.array([[5.0, 30.0]])
+    np.testing.assert_allclose(stats.normalize_scores(s, [0, 10], [10, 110]), [[0.5, 0.2]])
