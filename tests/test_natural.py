@@ -126,3 +126,19 @@ def test_line_search_accepts_first_point_inside_the_budget():
     ls = backtracking_line_search(f, jnp.float32(3.0), jnp.float32(1.0), 2.0, 0.5, 6)
     assert not bool(ls.accepted) and int(ls.steps) == 6
     np.testing.assert_allclose(ls.params, 3.0)
+
+
+def test_fixed_step_mode_and_fvp_subsampling():
+    from vecpg.algos.trust_region import fvp_subsample
+
+    agent, params, batch = fixed_batch(True, n=100)
+    cfg = TrainConfig(npg_fixed_step=True, natural_lr=0.05, fvp_fraction=0.1)
+    hp = cfg.hparams()
+    d = natural_direction(cfg.static(), agent, params, batch, hp, hp.max_kl)
+    np.testing.assert_allclose(d.alpha, 0.05)
+    sub = fvp_subsample(batch, 0.1)
+    np.testing.assert_array_equal(sub, batch.obs[::10])
+    # the direction is CG on the Fisher of those 10 states, with the full-batch gradient
+    matvec = flat_fvp(lambda p: agent.actor.apply(p, sub), agent.dist.fisher_vp, params, 0.1)
+    want = conjugate_gradient(matvec, d.g, cfg.cg_iters).x
+    np.testing.assert_allclose(d.x, want, rtol=1e-5, atol=1e-6)
