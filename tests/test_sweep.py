@@ -53,6 +53,7 @@ def test_sweep_outputs_and_ranking(tiny_sweep, tmp_path):
         lo, hi = r["iqm_ci95"]
         assert lo <= r["iqm"] <= hi
     assert (out / "ranking.md").read_text().startswith("| rank | learning_rate | clip_eps")
+    assert (out / "ranking.png").stat().st_size > 0
     assert np.load(out / "metrics.npz")["episode_return"].shape == (4, 4, TINY.num_iterations)
 
 

@@ -47,6 +47,19 @@ class SweepCommand(ConfigFields):
 
 
 @dataclasses.dataclass(frozen=True)
+class CompareCommand:
+    """Compare run directories: aggregate metrics with CIs, probability of improvement,
+    learning curves."""
+
+    run_dirs: tyro.conf.Positional[tuple[str, ...]] = ()
+    """Run directories written by `vecpg train`."""
+    out: str = "report"
+    """Directory for report.md and the PNGs."""
+    normalize: Annotated[tuple[str, ...], tyro.conf.UseAppendAction] = ()
+    """Repeatable ENV=low,high score range, needed to aggregate across several envs."""
+
+
+@dataclasses.dataclass(frozen=True)
 class EnvsCommand:
     """List the environments with their observation and action spaces."""
 
@@ -159,6 +172,18 @@ def run_sweep(cmd: SweepCommand) -> int:
     return 0
 
 
+def run_compare(cmd: CompareCommand) -> int:
+    from vecpg.compare import parse_normalize, report
+
+    text = report(list(cmd.run_dirs), Path(cmd.out), parse_normalize(list(cmd.normalize)))
+    from rich.console import Console
+    from rich.markdown import Markdown
+
+    Console(width=120).print(Markdown(text))
+    print(f"wrote {cmd.out}/report.md and PNGs")
+    return 0
+
+
 def run_envs(cmd: EnvsCommand) -> int:
     from rich.console import Console
     from rich.table import Table
@@ -196,6 +221,7 @@ def main(argv: list[str] | None = None) -> int:
             {
                 "train": TrainCommand,
                 "sweep": SweepCommand,
+                "compare": CompareCommand,
                 "envs": EnvsCommand,
                 "bench": BenchCommand,
             },
@@ -204,6 +230,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         if isinstance(cmd, TrainCommand):
             return run_train(cmd)
+        if isinstance(cmd, CompareCommand):
+            return run_compare(cmd)
         if isinstance(cmd, SweepCommand):
             return run_sweep(cmd)
         if isinstance(cmd, BenchCommand):

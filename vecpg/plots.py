@@ -30,3 +30,57 @@ def plot_curves(metrics: dict[str, np.ndarray], path: Path, title: str = "") -> 
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+def plot_ranking(ranking: list[dict], path: Path, title: str = "") -> None:
+    """IQM of final return per grid point with its 95% CI, best first."""
+    names = [k for k in ranking[0] if k not in ("iqm", "iqm_ci95", "mean")]
+    intervals = {
+        ", ".join(f"{n}={r[n]:g}" for n in names): (r["iqm"], *r["iqm_ci95"]) for r in ranking
+    }
+    plot_intervals(intervals, path, title or "IQM of final return (95% CI)")
+
+
+def plot_algorithm_curves(curves: dict[str, dict[str, np.ndarray]], path: Path, title: str) -> None:
+    """One mean +- 95% CI learning curve per algorithm; curves[algo] holds env_steps and
+    episode_return, each [seeds, iterations]."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    for algo, m in curves.items():
+        mean, lo, hi = mean_ci95_curve(m["episode_return"])
+        ax.plot(m["env_steps"][0], mean, lw=1.5, label=algo)
+        ax.fill_between(m["env_steps"][0], lo, hi, alpha=0.2)
+    ax.set_xlabel("env steps (per seed)")
+    ax.set_ylabel("episode return")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def plot_intervals(intervals: dict[str, tuple[float, float, float]], path: Path, title: str):
+    """Point estimates with CIs: intervals[label] = (estimate, lo, hi)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = list(intervals)
+    est = np.array([intervals[k][0] for k in labels])
+    lo = np.array([intervals[k][1] for k in labels])
+    hi = np.array([intervals[k][2] for k in labels])
+    fig, ax = plt.subplots(figsize=(6, 0.45 * len(labels) + 1.5), dpi=100)
+    y = np.arange(len(labels))[::-1]
+    ax.errorbar(est, y, xerr=[est - lo, hi - est], fmt="o", capsize=4)
+    ax.set_yticks(y, labels)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

@@ -108,6 +108,10 @@ class SweepResults:
             )
         )
         (run_dir / "ranking.md").write_text(ranking_markdown(ranking))
+        from vecpg.plots import plot_ranking
+
+        title = f"{self.base.algo} on {self.base.env}, {len(self.seeds)} seeds"
+        plot_ranking(ranking, run_dir / "ranking.png", title)
         return run_dir
 
 

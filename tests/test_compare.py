@@ -1,0 +1,46 @@
+"""vecpg compare on two small runs: tables, probability of improvement, PNGs, errors."""
+
+import dataclasses
+
+import pytest
+
+import vecpg
+from vecpg import stats
+from vecpg.cli import main
+from vecpg.compare import parse_normalize
+
+TINY = vecpg.TrainConfig(
+    env="gymnax/CartPole-v1", num_envs=4, num_steps=16, total_steps=640, hidden=(16,)
+)
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cmp")
+    out = {}
+    for algo in ("ppo", "a2c"):
+        res = vecpg.train(dataclasses.replace(TINY, algo=algo), seeds=3)
+        out[algo] = (res, res.save(root / algo))
+    return out
+
+
+def test_compare_writes_report_with_correct_numbers(two_runs, tmp_path, capsys):
+    report_dir = tmp_path / "report"
+    dirs = [str(two_runs["ppo"][1]), str(two_runs["a2c"][1])]
+    assert main(["compare", *dirs, "--out", str(report_dir)]) == 0
+    text = (report_dir / "report.md").read_text()
+    ppo, a2c = two_runs["ppo"][0].final_returns(), two_runs["a2c"][0].final_returns()
+    assert f"{stats.iqm(ppo[:, None]):.2f}" in text
+    poi = stats.probability_of_improvement(a2c[:, None], ppo[:, None])
+    assert f"| a2c | - | {poi:.2f} |" in text
+    assert "Aggregate over 1 task(s)" in text
+    for png in ("curves_gymnax_CartPole-v1.png", "intervals.png"):
+        assert (report_dir / png).stat().st_size > 0
+    assert "Probability of improvement" in capsys.readouterr().out
+
+
+def test_compare_errors():
+    with pytest.raises(vecpg.ConfigError, match="expected ENV=low,high"):
+        parse_normalize(["gymnax/CartPole-v1=1"])
+    assert parse_normalize(["a/b=0,10"]) == {"a/b": (0.0, 10.0)}
+    assert main(["compare", "/nonexistent/run", "--out", "/tmp/x"]) == 2
