@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import vecpg
-from vecpg.sweep import expand_grid, parse_grid_args, sweep
+from vecpg.sweep import parse_grid_args, sweep
 
 TINY = vecpg.TrainConfig(
     env="gymnax/CartPole-v1", num_envs=4, num_steps=16, total_steps=640, hidden=(16,)
@@ -57,9 +57,23 @@ def test_sweep_outputs_and_ranking(tiny_sweep, tmp_path):
     assert np.load(out / "metrics.npz")["episode_return"].shape == (4, 4, TINY.num_iterations)
 
 
-def test_sweep_refuses_shape_fields_and_bad_values():
-    with pytest.raises(vecpg.ConfigError, match="invalid grid field 'num_envs'"):
-        expand_grid({"num_envs": [4, 8]})
+def test_sweep_refuses_bad_grids_before_compiling(monkeypatch):
+    import vecpg.execute
+
+    def boom(*a, **k):
+        raise AssertionError("compiled despite a bad grid")
+
+    monkeypatch.setattr(vecpg.execute, "compiled_train", boom)
+    bad = {
+        "invalid grid field 'num_envs'": {"num_envs": [4, 8]},
+        "invalid grid field 'nonsense'": {"nonsense": [1.0]},
+        "invalid grid values for 'clip_eps': must be non-empty": {"clip_eps": []},
+        "invalid grid values for 'clip_eps': must be numbers": {"clip_eps": ["a", "b"]},
+        "invalid grid values for 'gamma': must be a list": {"gamma": "0.9"},
+    }
+    for message, grid in bad.items():
+        with pytest.raises(vecpg.ConfigError, match=message):
+            sweep(TINY, grid, seeds=1)
     with pytest.raises(vecpg.ConfigError, match="invalid gamma=1.5"):
         sweep(TINY, {"gamma": [0.9, 1.5]}, seeds=1)
     assert parse_grid_args(["lr=1,2", "max-kl=0.1"]) == {"learning_rate": [1, 2], "max_kl": [0.1]}

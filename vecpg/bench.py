@@ -196,3 +196,41 @@ def save(r: dict[str, Any], out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "bench.json").write_text(json.dumps(r, indent=2))
     (out / "bench.md").write_text(to_markdown(r))
+
+
+def vmap_vs_loop(cfg: TrainConfig, num_runs: int) -> dict[str, float]:
+    """`num_runs` seeds as one vmapped call against the same runs one by one, each side
+    timed from a cold start (compilation included)."""
+    from vecpg.api import train
+    from vecpg.execute import compiled_train
+
+    compiled_train.cache_clear()
+    t0 = time.perf_counter()
+    batched = train(cfg, seeds=num_runs)
+    vmapped_s = time.perf_counter() - t0
+    compiled_train.cache_clear()
+    t0 = time.perf_counter()
+    for s in range(num_runs):
+        train(cfg, seeds=[s])
+    loop_s = time.perf_counter() - t0
+    steps = num_runs * batched.metrics["env_steps"][0, -1]
+    return {
+        "num_runs": num_runs,
+        "vmapped_s": vmapped_s,
+        "one_by_one_s": loop_s,
+        "speedup": loop_s / vmapped_s,
+        "vmapped_env_steps_per_s": steps / vmapped_s,
+        "one_by_one_env_steps_per_s": steps / loop_s,
+    }
+
+
+def vmap_markdown(v: dict[str, float], cfg: TrainConfig) -> str:
+    return (
+        f"{v['num_runs']} runs of ppo on {cfg.env} ({cfg.num_envs} envs x {cfg.num_steps} "
+        f"steps, {cfg.num_iterations * cfg.batch_size:,} steps per run), compilation "
+        "included:\n\n"
+        "| mode | wall time (s) | total env steps/s |\n|---|---|---|\n"
+        f"| one vmapped call | {v['vmapped_s']:.1f} | {v['vmapped_env_steps_per_s']:,.0f} |\n"
+        f"| one by one | {v['one_by_one_s']:.1f} | {v['one_by_one_env_steps_per_s']:,.0f} |\n"
+        f"\nSpeed-up of the vmapped call: {v['speedup']:.1f}x\n"
+    )

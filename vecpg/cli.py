@@ -89,6 +89,8 @@ class BenchCommand:
     """Tiny settings for a smoke test (gymnax CartPole, small batch)."""
     out: str = "bench"
     """Directory for bench.json and bench.md."""
+    vmap_runs: int = 0
+    """Also time this many CartPole runs as one vmapped call vs one by one (0: skip)."""
 
 
 def run_bench_cmd(cmd: BenchCommand) -> int:
@@ -104,8 +106,13 @@ def run_bench_cmd(cmd: BenchCommand) -> int:
         args = (cmd.env, cmd.backend, cmd.num_envs, cmd.num_steps, cmd.iterations, cmd.repeats)
     result = bench.run_bench(*args)
     bench.check_result(result)
+    if cmd.vmap_runs:
+        vcfg = TrainConfig(total_steps=49_152)  # 48 iterations of 8 x 128
+        result["vmap_vs_loop"] = bench.vmap_vs_loop(vcfg, cmd.vmap_runs)
     bench.save(result, Path(cmd.out))
     print(bench.to_markdown(result))
+    if cmd.vmap_runs:
+        print(bench.vmap_markdown(result["vmap_vs_loop"], vcfg))
     print(f"wrote {cmd.out}/bench.json and bench.md")
     return 0
 

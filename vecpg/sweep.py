@@ -29,8 +29,12 @@ def expand_grid(grid: dict[str, Sequence[float]]) -> list[dict[str, float]]:
                 f"invalid grid field {name!r}: only traced hyperparameters can be swept in one "
                 f"call ({', '.join(HPARAM_FIELDS)}); run separate sweeps for shape/code fields"
             )
+        if isinstance(values, (str, bytes)) or not hasattr(values, "__len__"):
+            raise ConfigError(f"invalid grid values for {name!r}: must be a list of numbers")
         if len(values) == 0 or len(set(values)) != len(values):
             raise ConfigError(f"invalid grid values for {name!r}: must be non-empty and distinct")
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            raise ConfigError(f"invalid grid values for {name!r}: must be numbers, got {values!r}")
     names = list(grid)
     return [dict(zip(names, combo, strict=True)) for combo in itertools.product(*grid.values())]
 
