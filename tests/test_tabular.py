@@ -1,0 +1,97 @@
+"""The lecture's claims, checked exactly on finite MDPs (float64)."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from vecpg import tabular as tb
+
+
+@pytest.fixture(autouse=True)
+def x64():
+    with jax.enable_x64(True):
+        yield
+
+
+def mdp_and_thetas(seed, S=6, A=3, gamma=0.9, scale=1.0):
+    k = jax.random.split(jax.random.key(seed), 3)
+    mdp = tb.random_mdp(k[0], S, A, gamma)
+    return mdp, scale * jax.random.normal(k[1], (S, A)), scale * jax.random.normal(k[2], (S, A))
+
+
+def test_values_against_monte_carlo_free_identities():
+    mdp, theta, _ = mdp_and_thetas(0)
+    pi = tb.policy(theta)
+    V, Q = tb.state_values(mdp, pi), tb.q_values(mdp, pi)
+    np.testing.assert_allclose(jnp.sum(pi * Q, axis=1), V, atol=1e-10)  # V = E_a Q
+    np.testing.assert_allclose(jnp.sum(pi * tb.advantages(mdp, pi), axis=1), 0.0, atol=1e-10)
+    d = tb.discounted_visitation(mdp, pi)
+    np.testing.assert_allclose(d.sum(), 1.0, atol=1e-12)
+    ps = tb.state_marginals(mdp, pi, 400)  # sum_t gamma^t p_t ~ d / (1 - gamma)
+    disc = (mdp.gamma ** jnp.arange(401))[:, None] * ps
+    np.testing.assert_allclose((1 - mdp.gamma) * disc.sum(0), d, atol=1e-10)
+
+
+def test_exact_policy_gradient_equals_autodiff_of_J():
+    mdp, theta, _ = mdp_and_thetas(1)
+    auto = jax.grad(lambda t: tb.objective(mdp, tb.policy(t)))(theta)
+    np.testing.assert_allclose(tb.policy_gradient(mdp, theta), auto, rtol=1e-8, atol=1e-10)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_claim1_performance_difference_identity(seed):
+    """J(theta') - J(theta) = E_{tau ~ p_theta'}[sum_t gamma^t A^{pi_theta}(s_t, a_t)]."""
+    mdp, theta, theta_new = mdp_and_thetas(seed, scale=2.0)
+    pi, pi_new = tb.policy(theta), tb.policy(theta_new)
+    lhs = tb.objective(mdp, pi_new) - tb.objective(mdp, pi)
+    d_new = tb.discounted_visitation(mdp, pi_new)
+    rhs = jnp.sum(d_new[:, None] * pi_new * tb.advantages(mdp, pi)) / (1 - mdp.gamma)
+    assert abs(float(lhs - rhs)) <= 1e-6
+
+
+def test_claim2_state_marginal_bound():
+    """||p_theta'(s_t) - p_theta(s_t)||_1 <= 2 eps t, eps = max_s TV(pi', pi)."""
+    worst = 0.0
+    for seed in range(50):
+        mdp, theta, _ = mdp_and_thetas(seed, S=5, A=3)
+        delta = jax.random.normal(jax.random.key(1000 + seed), theta.shape) * (seed % 5 + 1) * 0.1
+        pi, pi_new = tb.policy(theta), tb.policy(theta + delta)
+        eps = tb.policy_tv(pi_new, pi).max()
+        diff = jnp.abs(tb.state_marginals(mdp, pi_new, 30) - tb.state_marginals(mdp, pi, 30))
+        l1 = diff.sum(axis=1)
+        t = jnp.arange(31)
+        assert jnp.all(l1 <= 2 * eps * t + 1e-12)
+        worst = max(worst, float(jnp.max(l1[1:] / (2 * eps * t[1:]))))
+    assert worst > 0.3  # the bound is not vacuous on these pairs
+
+
+def test_claim4_kl_second_order_model():
+    """E_{s~d}[KL(pi_{theta+delta} || pi_theta)] = 1/2 delta^T F delta + O(|delta|^3)."""
+    mdp, theta, direction = mdp_and_thetas(3)
+    F = tb.fisher(mdp, theta)
+    d = tb.discounted_visitation(mdp, tb.policy(theta))
+    errors = []
+    for h in (0.1, 0.05, 0.025, 0.0125):
+        delta = h * direction
+        kl = d @ tb.policy_kl(tb.policy(theta + delta), tb.policy(theta))
+        quad = 0.5 * delta.ravel() @ F @ delta.ravel()
+        errors.append(float(abs(kl - quad)))
+    ratios = np.array(errors[:-1]) / np.array(errors[1:])
+    assert np.all((ratios > 6.0) & (ratios < 10.0)), ratios  # halving h divides by ~2^3
+
+
+def test_claim5_natural_gradient_is_the_advantage():
+    """Kakade: for tabular softmax, F w = g with w = A^pi / (1 - gamma)."""
+    mdp, theta, _ = mdp_and_thetas(4)
+    pi = tb.policy(theta)
+    w = tb.advantages(mdp, pi) / (1 - mdp.gamma)
+    g = tb.policy_gradient(mdp, theta)
+    np.testing.assert_allclose(tb.fisher(mdp, theta) @ w.ravel(), g.ravel(), atol=1e-10)
+
+
+def test_gridworld_is_a_valid_mdp():
+    mdp = tb.gridworld(4)
+    np.testing.assert_allclose(mdp.P.sum(-1), 1.0, atol=1e-12)
+    pi = tb.policy(jnp.zeros((16, 4)))
+    assert 0.0 < float(tb.objective(mdp, pi)) < 1.0 / (1 - 0.9)
