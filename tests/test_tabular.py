@@ -95,3 +95,48 @@ def test_gridworld_is_a_valid_mdp():
     np.testing.assert_allclose(mdp.P.sum(-1), 1.0, atol=1e-12)
     pi = tb.policy(jnp.zeros((16, 4)))
     assert 0.0 < float(tb.objective(mdp, pi)) < 1.0 / (1 - 0.9)
+
+
+def test_claim3_surrogate_error_within_bound_and_second_order():
+    """|J' - J - A_bar| <= the lecture's bound everywhere; the error is O(eps^2)."""
+    orders = []
+    for seed in range(20):
+        mdp, theta, direction = mdp_and_thetas(seed)
+        errs, epss = [], []
+        for h in (1.6, 0.8, 0.4, 0.2, 0.1, 0.05, 0.025, 0.0125):
+            new = theta + h * direction
+            pi, pi_new = tb.policy(theta), tb.policy(new)
+            err = abs(
+                tb.objective(mdp, pi_new) - tb.objective(mdp, pi) - tb.surrogate(mdp, theta, new)
+            )
+            eps = tb.policy_tv(pi_new, pi).max()
+            assert err <= tb.surrogate_error_bound(mdp, theta, eps)
+            errs.append(float(err))
+            epss.append(float(eps))
+        orders.append(np.polyfit(np.log(epss[-4:]), np.log(errs[-4:]), 1)[0])
+    # first-order terms cancel: the error is (at least) second order in eps
+    assert min(orders) > 1.8, orders
+    assert 1.9 < np.median(orders) < 2.1, orders
+
+
+def test_claim6_natural_beats_vanilla_under_the_same_kl_budget():
+    wins = 0
+    for seed in range(40):
+        mdp, theta, _ = mdp_and_thetas(seed, scale=1.5)
+        F, g = tb.fisher(mdp, theta), tb.policy_gradient(mdp, theta)
+        nat = tb.advantages(mdp, tb.policy(theta))  # F^+ g up to per-state shifts
+        j0 = tb.objective(mdp, tb.policy(theta))
+        gain = {}
+        for name, direction in (("vanilla", g), ("natural", nat)):
+            step = tb.kl_normalised_step(direction, F, 1e-3)
+            gain[name] = tb.objective(mdp, tb.policy(theta + step)) - j0
+        wins += int(gain["natural"] > gain["vanilla"])
+    assert wins >= 32, wins  # >= 80% of random worlds
+
+
+def test_value_iteration_dominates_every_policy():
+    mdp, theta, _ = mdp_and_thetas(7)
+    v_star = tb.optimal_values(mdp)
+    assert np.all(v_star >= tb.state_values(mdp, tb.policy(theta)) - 1e-9)
+    greedy = jax.nn.one_hot(jnp.argmax(mdp.r + mdp.gamma * mdp.P @ v_star, 1), 3)
+    np.testing.assert_allclose(tb.state_values(mdp, greedy), v_star, atol=1e-8)

@@ -136,3 +136,27 @@ def policy_kl(pi_p: jax.Array, pi_q: jax.Array) -> jax.Array:
 def policy_tv(pi_p: jax.Array, pi_q: jax.Array) -> jax.Array:
     """Total variation 1/2 sum_a |p - q| per state: [S]."""
     return 0.5 * jnp.sum(jnp.abs(pi_p - pi_q), axis=-1)
+
+
+def surrogate_error_bound(mdp: MDP, theta: jax.Array, eps: jax.Array) -> jax.Array:
+    """The lecture's bound, discounted: |J(theta') - J(theta) - A_bar(theta')| <=
+    sum_t 2 eps t gamma^t max|A| = 2 eps max|A^{pi_theta}| gamma / (1 - gamma)^2,
+    with eps = max_s TV(pi_theta', pi_theta)."""
+    a_max = jnp.max(jnp.abs(advantages(mdp, policy(theta))))
+    return 2.0 * eps * a_max * mdp.gamma / (1.0 - mdp.gamma) ** 2
+
+
+def kl_normalised_step(direction: jax.Array, F: jax.Array, max_kl: jax.Array) -> jax.Array:
+    """Scale `direction` [S, A] so that 1/2 delta^T F delta = max_kl."""
+    quad = direction.ravel() @ F @ direction.ravel()
+    return direction * jnp.sqrt(2.0 * max_kl / quad)
+
+
+def optimal_values(mdp: MDP, iters: int = 2000) -> jax.Array:
+    """V* [S] by value iteration."""
+
+    def body(v, _):
+        return jnp.max(mdp.r + mdp.gamma * mdp.P @ v, axis=1), None
+
+    v, _ = jax.lax.scan(body, jnp.zeros(mdp.p0.shape), None, length=iters)
+    return v
