@@ -213,7 +213,7 @@ def vmap_vs_loop(cfg: TrainConfig, num_runs: int) -> dict[str, float]:
     for s in range(num_runs):
         train(cfg, seeds=[s])
     loop_s = time.perf_counter() - t0
-    steps = num_runs * batched.metrics["env_steps"][0, -1]
+    steps = float(num_runs * batched.metrics["env_steps"][0, -1])
     return {
         "num_runs": num_runs,
         "vmapped_s": vmapped_s,

@@ -42,7 +42,8 @@ GYMNAX_ENVS = (
     "Reacher-misc",
     "Swimmer-misc",
 )
-_SOURCES = {"brax": BRAX_ENVS, "gymnax": GYMNAX_ENVS}
+TABULAR_ENVS = ("gridworld",)  # 4x4 gridworld of vecpg.tabular, gamma 0.9, 100 steps
+_SOURCES = {"brax": BRAX_ENVS, "gymnax": GYMNAX_ENVS, "tabular": TABULAR_ENVS}
 
 
 def env_names() -> list[str]:
@@ -61,6 +62,11 @@ def split_env_name(name: str) -> tuple[str, str]:
 def make_env(name: str, backend: str = "generalized") -> Env:
     """Build the adapter for `name`. Cached: brax system loading takes seconds."""
     src, env_id = split_env_name(name)
+    if src == "tabular":
+        from vecpg.envs.tabular_env import TabularEnv
+        from vecpg.tabular import gridworld
+
+        return TabularEnv(gridworld(4, gamma=0.9), name)
     if src == "brax":
         from vecpg.envs.brax_env import BraxEnv
 
