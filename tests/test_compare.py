@@ -41,7 +41,7 @@ def test_compare_writes_report_with_correct_numbers(two_runs, tmp_path, capsys):
     poi = stats.probability_of_improvement(a2c[:, None], ppo[:, None])
     assert f"| a2c | - | {poi:.2f} |" in text
     assert "Aggregate over 1 task(s)" in text
-    for png in ("curves_gymnax_CartPole-v1.png", "intervals.png"):
+    for png in ("curves_gymnax_CartPole-v1.png", "intervals.png", "aggregate.png"):
         assert (report_dir / png).stat().st_size > 0
     assert "Probability of improvement" in capsys.readouterr().out
 

@@ -96,7 +96,9 @@ def report(
 
     complete = [lab for lab in labels if all((lab, e) in finals for e in envs)]
     if len(envs) == 1 or all(e in normalize for e in envs):
-        lines += aggregate_table(finals, complete, envs, normalize)
+        table, agg = aggregate_table(finals, complete, envs, normalize)
+        lines += table
+        plot_intervals(agg, out / "aggregate.png", "Aggregate metrics, 95% bootstrap CI")
     else:
         lines += ["", "No cross-task aggregate: give --normalize ENV=low,high for every env."]
     lines += ["", "## Probability of improvement P(row > column)", ""]
@@ -113,8 +115,10 @@ def report(
     return text
 
 
-def aggregate_table(finals, labels, envs, normalize) -> list[str]:
+def aggregate_table(finals, labels, envs, normalize) -> tuple[list[str], dict]:
+    """Markdown rows and {'<metric> | <run>': (estimate, lo, hi)} for plotting."""
     norm = "normalised " if normalize else ""
+    intervals = {}
     lines = ["", f"## Aggregate over {len(envs)} task(s), {norm}scores", ""]
     lines += ["| run | " + " | ".join(METRICS) + " | optimality gap |", "|---" * 5 + "|"]
     for lab in labels:
@@ -124,9 +128,10 @@ def aggregate_table(finals, labels, envs, normalize) -> list[str]:
             high = np.array([normalize[e][1] for e in envs])
             scores = stats.normalize_scores(scores, low, high)
         cells = []
-        for fn in METRICS.values():
+        for name, fn in METRICS.items():
             lo, hi = stats.stratified_bootstrap_ci(scores, fn)
             cells.append(f"{fn(scores):.3f} ({lo:.3f} .. {hi:.3f})")
+            intervals[f"{name} | {lab}"] = (fn(scores), lo, hi)
         gap = stats.optimality_gap(scores) if normalize else float("nan")
         lines.append(f"| {lab} | " + " | ".join(cells) + f" | {gap:.3f} |")
-    return lines
+    return lines, intervals
