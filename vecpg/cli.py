@@ -117,6 +117,11 @@ def run_bench_cmd(cmd: BenchCommand) -> int:
     return 0
 
 
+def config_from(cmd: ConfigFields) -> TrainConfig:
+    """The validated TrainConfig carried by a command's config fields."""
+    return TrainConfig(**{f.name: getattr(cmd, f.name) for f in dataclasses.fields(ConfigFields)})
+
+
 def default_out(cfg: TrainConfig) -> Path:
     env = cfg.env.replace("/", "-")
     return Path("runs") / f"{cfg.algo}-{env}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -125,8 +130,7 @@ def default_out(cfg: TrainConfig) -> Path:
 def run_train(cmd: TrainCommand) -> int:
     from vecpg.api import check_out_dir, seed_list, train
 
-    fields = {f.name: getattr(cmd, f.name) for f in dataclasses.fields(ConfigFields)}
-    cfg = TrainConfig(**fields)
+    cfg = config_from(cmd)
     seeds = seed_list(cmd.seeds)
     out = Path(cmd.out) if cmd.out else default_out(cfg)
     check_out_dir(out, cmd.overwrite)
@@ -160,8 +164,7 @@ def run_sweep(cmd: SweepCommand) -> int:
     from vecpg.api import check_out_dir
     from vecpg.sweep import expand_grid, parse_grid_args, ranking_markdown, sweep
 
-    fields = {f.name: getattr(cmd, f.name) for f in dataclasses.fields(ConfigFields)}
-    cfg = TrainConfig(**fields)
+    cfg = config_from(cmd)
     grid = parse_grid_args(cmd.grid)
     if not grid:
         raise ConfigError("invalid grid=(): give at least one --grid name=v1,v2")

@@ -9,12 +9,19 @@ import numpy as np
 from vecpg.stats import mean_ci95_curve
 
 
-def plot_curves(metrics: dict[str, np.ndarray], path: Path, title: str = "") -> None:
-    """episode_return: mean across seeds with a 95% CI band, against env steps."""
+def pyplot():
+    """matplotlib.pyplot on the headless Agg backend (imported lazily: it is slow)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_curves(metrics: dict[str, np.ndarray], path: Path, title: str = "") -> None:
+    """episode_return: mean across seeds with a 95% CI band, against env steps."""
+    plt = pyplot()
 
     steps = metrics["env_steps"][0]
     ret = metrics["episode_return"]
@@ -44,10 +51,7 @@ def plot_ranking(ranking: list[dict], path: Path, title: str = "") -> None:
 def plot_algorithm_curves(curves: dict[str, dict[str, np.ndarray]], path: Path, title: str) -> None:
     """One mean +- 95% CI learning curve per algorithm; curves[algo] holds env_steps and
     episode_return, each [seeds, iterations]."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
     for algo, m in curves.items():
@@ -66,10 +70,7 @@ def plot_algorithm_curves(curves: dict[str, dict[str, np.ndarray]], path: Path, 
 
 def plot_intervals(intervals: dict[str, tuple[float, float, float]], path: Path, title: str):
     """Point estimates with CIs: intervals[label] = (estimate, lo, hi)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     labels = list(intervals)
     est = np.array([intervals[k][0] for k in labels])
