@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vecpg.config import ConfigError, HParams, TrainConfig
+from vecpg.config import ConfigError, TrainConfig
 from vecpg.distributions import distribution
 from vecpg.envs.protocol import EnvSpec
 from vecpg.execute import run_lanes
@@ -35,11 +35,6 @@ def seed_list(seeds: int | Sequence[int]) -> list[int]:
     if not out or len(set(out)) != len(out) or min(out) < 0:
         raise ConfigError(f"invalid seeds={seeds!r}: must be distinct non-negative integers")
     return out
-
-
-def broadcast_hparams(hp: HParams, n: int) -> HParams:
-    """Give every hyperparameter leaf a leading [n] runs axis."""
-    return jax.tree.map(lambda x: jnp.broadcast_to(x, (n, *jnp.shape(x))), hp)
 
 
 @dataclasses.dataclass

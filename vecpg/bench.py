@@ -22,7 +22,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from vecpg.algos.base import Batch
-from vecpg.algos.trust_region import surrogate
+from vecpg.algos.trust_region import fvp_subsample, surrogate
 from vecpg.config import TrainConfig
 from vecpg.natural import conjugate_gradient, flat_fvp
 from vecpg.networks import init_agent_params, make_agent
@@ -75,8 +75,11 @@ def trust_region_cost(cfg: TrainConfig, repeats: int) -> dict[str, float]:
         dist,
     )
     flat, _ = ravel_pytree(params)
-    damping = jnp.float32(cfg.damping)
-    stride = max(1, round(1.0 / cfg.fvp_fraction))
+    sub = fvp_subsample(batch, cfg.fvp_fraction)
+
+    def matvec(p):
+        damping = jnp.float32(cfg.damping)
+        return flat_fvp(lambda q: agent.actor.apply(q, sub), agent.dist.fisher_vp, p, damping)
 
     @jax.jit
     def pg(p):
@@ -84,14 +87,11 @@ def trust_region_cost(cfg: TrainConfig, repeats: int) -> dict[str, float]:
 
     @jax.jit
     def fvp(p, v):
-        sub = batch.obs[::stride]
-        return flat_fvp(lambda q: agent.actor.apply(q, sub), agent.dist.fisher_vp, p, damping)(v)
+        return matvec(p)(v)
 
     @jax.jit
     def cg(p, g):
-        sub = batch.obs[::stride]
-        mv = flat_fvp(lambda q: agent.actor.apply(q, sub), agent.dist.fisher_vp, p, damping)
-        return conjugate_gradient(mv, g, cfg.cg_iters).x
+        return conjugate_gradient(matvec(p), g, cfg.cg_iters).x
 
     g = pg(params)
     out = {
@@ -106,21 +106,20 @@ def trust_region_cost(cfg: TrainConfig, repeats: int) -> dict[str, float]:
 
 def iteration_cost(cfg: TrainConfig, iterations: int, repeats: int) -> dict[str, float]:
     """Compile time and steady-state seconds per iteration of the real train function."""
-    from vecpg.api import broadcast_hparams
-    from vecpg.trainer import make_train
+    from vecpg.execute import compiled_train
 
     cfg = dataclasses.replace(cfg, total_steps=iterations * cfg.batch_size)
-    fn = jax.jit(jax.vmap(make_train(cfg.static())))
-    keys = jnp.stack([jax.random.key(0)])
-    hp = broadcast_hparams(cfg.hparams(), 1)
+    lanes = jax.device_count()  # the smallest call the real (sharded) program takes
+    keys = jnp.stack([jax.random.key_data(jax.random.key(i)) for i in range(lanes)])
+    hp = jax.tree.map(lambda x: jnp.full((lanes,), x), cfg.hparams())
     t0 = time.perf_counter()
-    compiled = fn.lower(keys, hp).compile()
+    compiled = compiled_train(cfg.static(), lanes)
     compile_s = time.perf_counter() - t0
     run_s = median_time(lambda: compiled(keys, hp)[1], repeats)
     return {
         "compile_s": compile_s,
         "iteration_s": run_s / iterations,
-        "env_steps_per_s": iterations * cfg.batch_size / run_s,
+        "env_steps_per_s": lanes * iterations * cfg.batch_size / run_s,
     }
 
 

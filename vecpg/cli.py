@@ -162,14 +162,17 @@ def print_final_table(summary: dict) -> None:
 
 def run_sweep(cmd: SweepCommand) -> int:
     from vecpg.api import check_out_dir
-    from vecpg.sweep import expand_grid, parse_grid_args, ranking_markdown, sweep
+    from vecpg.sweep import parse_grid_args, ranking_markdown, sweep
 
     cfg = config_from(cmd)
     grid = parse_grid_args(cmd.grid)
     if not grid:
         raise ConfigError("invalid grid=(): give at least one --grid name=v1,v2")
-    expand_grid(grid)
-    out = Path(cmd.out) if cmd.out else default_out(cfg).with_name("sweep-" + default_out(cfg).name)
+    if cmd.out:
+        out = Path(cmd.out)
+    else:
+        out = default_out(cfg)
+        out = out.with_name("sweep-" + out.name)
     check_out_dir(out, cmd.overwrite)
     res = sweep(cfg, grid, cmd.seeds, cmd.max_runs_per_call, cmd.progress)
     res.save(out, overwrite=cmd.overwrite)

@@ -8,7 +8,16 @@ import jax
 import jax.numpy as jnp
 
 from vecpg.algos import ppo
-from vecpg.algos.base import Batch, Metrics, Nets, Updater, adam, normalize_advantage, value_loss
+from vecpg.algos.base import (
+    Batch,
+    Metrics,
+    Nets,
+    Updater,
+    adam,
+    normalize_advantage,
+    sgd_step,
+    value_loss,
+)
 from vecpg.config import HParams, StaticConfig
 from vecpg.networks import Agent, AgentParams
 
@@ -40,7 +49,7 @@ def update(
 ) -> tuple[AgentParams, ppo.PPOState, Metrics]:
     del key  # full-batch step: nothing to shuffle
     opt = adam(hp, static.num_iterations, static.anneal_lr)
-    (nets, opt_state), metrics = ppo.sgd_step(
+    (nets, opt_state), metrics = sgd_step(
         agent, opt, hp, pg_loss, (Nets(params.actor, params.critic), state.opt_state), batch
     )
     return params.replace(actor=nets.actor, critic=nets.critic), ppo.PPOState(opt_state), metrics

@@ -70,6 +70,21 @@ def value_loss(agent: Agent, critic_params: Any, obs: jax.Array, target: jax.Arr
     return 0.5 * jnp.mean((v - target) ** 2)
 
 
+def sgd_step(agent: Agent, opt, hp: HParams, loss_fn, carry, mb: Any):
+    """One optimiser step on a minibatch; carry = (params, opt_state).
+
+    loss_fn(params, agent, mb, hp) -> (loss, metrics); `grad_norm` (before clipping) is
+    added to the metrics.
+    """
+    params, opt_state = carry
+    (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, agent, mb, hp)
+    updates, opt_state = opt.update(grads, opt_state, params)
+    return (optax.apply_updates(params, updates), opt_state), {
+        **metrics,
+        "grad_norm": optax.global_norm(grads),
+    }
+
+
 def minibatch_epochs(
     key: jax.Array,
     carry: Any,

@@ -17,6 +17,7 @@ from vecpg.algos.base import (
     adam,
     minibatch_epochs,
     normalize_advantage,
+    sgd_step,
     total_minibatch_updates,
     value_loss,
 )
@@ -51,17 +52,6 @@ def clipped_loss(nets: Nets, agent: Agent, mb: Batch, hp: HParams) -> tuple[jax.
 def init(static: StaticConfig, agent: Agent, params: AgentParams, hp: HParams) -> PPOState:
     opt = adam(hp, total_minibatch_updates(static), static.anneal_lr)
     return PPOState(opt.init(Nets(params.actor, params.critic)))
-
-
-def sgd_step(agent: Agent, opt, hp: HParams, loss_fn, carry, mb: Batch):
-    """One optimiser step on a minibatch; carry = (nets, opt_state)."""
-    nets, opt_state = carry
-    (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(nets, agent, mb, hp)
-    updates, opt_state = opt.update(grads, opt_state, nets)
-    return (optax.apply_updates(nets, updates), opt_state), {
-        **metrics,
-        "grad_norm": optax.global_norm(grads),
-    }
 
 
 def update(

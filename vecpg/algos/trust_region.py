@@ -26,6 +26,7 @@ from vecpg.algos.base import (
     Updater,
     adam,
     minibatch_epochs,
+    sgd_step,
     total_minibatch_updates,
     value_loss,
 )
@@ -99,6 +100,14 @@ def natural_direction(
     return NaturalDirection(g, cg.x, alpha, gfg, cg.residual_norm)
 
 
+def critic_loss(
+    critic_params: Any, agent: Agent, mb: Batch, hp: HParams
+) -> tuple[jax.Array, Metrics]:
+    """0.5 (V - target)^2 on a minibatch, in the (params, agent, mb, hp) loss signature."""
+    loss = value_loss(agent, critic_params, mb.obs, mb.target)
+    return loss, {"value_loss": loss}
+
+
 def fit_critic(
     static: StaticConfig,
     agent: Agent,
@@ -110,16 +119,7 @@ def fit_critic(
 ) -> tuple[Any, optax.OptState, Metrics]:
     """update_epochs x num_minibatches Adam steps on 0.5 (V - target)^2."""
     opt = adam(hp, total_minibatch_updates(static), static.anneal_lr)
-
-    def step(carry, mb):
-        params, opt_state = carry
-        loss, grads = jax.value_and_grad(lambda p: value_loss(agent, p, mb.obs, mb.target))(params)
-        updates, opt_state = opt.update(grads, opt_state, params)
-        return (optax.apply_updates(params, updates), opt_state), {
-            "value_loss": loss,
-            "grad_norm": optax.global_norm(grads),
-        }
-
+    step = functools.partial(sgd_step, agent, opt, hp, critic_loss)
     (critic_params, opt_state), metrics = minibatch_epochs(
         key,
         (critic_params, opt_state),
