@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -22,6 +23,7 @@ from vecpg.envs.protocol import EnvSpec
 from vecpg.execute import run_lanes
 from vecpg.networks import AgentParams, init_agent_params, make_agent, policy_dist
 from vecpg.stats import mean_ci95
+from vecpg.tracking import WandbOptions
 
 FINAL_FRACTION = 0.1  # summary returns average the last 10% of iterations
 
@@ -74,25 +76,29 @@ class Results:
             "nonfinite_total": int(self.metrics["nonfinite"].sum()),
         }
 
-    def save(self, run_dir: str | os.PathLike, overwrite: bool = False) -> Path:
+    def save(
+        self, run_dir: str | os.PathLike, overwrite: bool = False, in_place: bool = False
+    ) -> Path:
         """Write config.json, spec.json, metrics.npz, summary.json, params.msgpack and
         curves.png. Files go to a temporary sibling first, then replace `run_dir`, so a
-        failure never leaves a half-written run or destroys an earlier one."""
+        failure never leaves a half-written run or destroys an earlier one. `in_place`
+        (a checkpointed run's own dir) instead replaces each file atomically, keeping the
+        checkpoints; summary.json is written last and marks the run finished."""
         run_dir = Path(run_dir)
+        if in_place:
+            tmp = Path(tempfile.mkdtemp(prefix=".final.", dir=run_dir))
+            try:
+                self._write_files(tmp)
+                for name in FILE_ORDER:
+                    os.replace(tmp / name, run_dir / name)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+            return run_dir
         check_out_dir(run_dir, overwrite)
         run_dir.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{run_dir.name}.", dir=run_dir.parent))
         try:
-            (tmp / "config.json").write_text(json.dumps(self.config.to_dict(), indent=2))
-            (tmp / "spec.json").write_text(json.dumps(self.spec.to_json(), indent=2))
-            np.savez(tmp / "metrics.npz", seeds=np.array(self.seeds), **self.metrics)
-            (tmp / "summary.json").write_text(json.dumps(self.summary(), indent=2))
-            (tmp / "params.msgpack").write_bytes(flax.serialization.to_bytes(self.params))
-            from vecpg.plots import plot_curves
-
-            plot_curves(
-                self.metrics, tmp / "curves.png", title=f"{self.config.algo} on {self.config.env}"
-            )
+            self._write_files(tmp)
             if run_dir.exists():
                 shutil.rmtree(run_dir)
             os.replace(tmp, run_dir)
@@ -100,6 +106,27 @@ class Results:
             if tmp.exists():
                 shutil.rmtree(tmp)
         return run_dir
+
+    def _write_files(self, d: Path) -> None:
+        (d / "config.json").write_text(json.dumps(self.config.to_dict(), indent=2))
+        (d / "spec.json").write_text(json.dumps(self.spec.to_json(), indent=2))
+        np.savez(d / "metrics.npz", seeds=np.array(self.seeds), **self.metrics)
+        (d / "params.msgpack").write_bytes(flax.serialization.to_bytes(self.params))
+        from vecpg.plots import plot_curves
+
+        title = f"{self.config.algo} on {self.config.env}"
+        plot_curves(self.metrics, d / "curves.png", title=title)
+        (d / "summary.json").write_text(json.dumps(self.summary(), indent=2))
+
+
+FILE_ORDER = (  # summary.json last: its presence marks a finished run
+    "config.json",
+    "spec.json",
+    "metrics.npz",
+    "params.msgpack",
+    "curves.png",
+    "summary.json",
+)
 
 
 def check_out_dir(run_dir: Path, overwrite: bool) -> None:
@@ -111,11 +138,19 @@ def check_out_dir(run_dir: Path, overwrite: bool) -> None:
         )
 
 
+RUN_FILE = "run.json"  # how the run was launched: seeds, chunking, W&B ids
+
+
 def train(
     config: TrainConfig,
     seeds: int | Sequence[int] = 8,
     progress: bool = False,
     max_runs_per_call: int | None = None,
+    *,
+    run_dir: str | os.PathLike | None = None,
+    overwrite: bool = False,
+    checkpoint_every: int = 0,
+    wandb: WandbOptions | None = None,
 ) -> Results:
     """Train `config` on every seed in ONE compiled call (vmapped over seeds, the seeds
     axis sharded over all local devices).
@@ -124,31 +159,134 @@ def train(
     With `progress`, a live line (rich bar on a terminal) is driven from inside the
     compiled run every `config.log_every` iterations. `max_runs_per_call` splits the
     seeds into equal chunks (same compiled program, same results) to bound memory.
+
+    With `run_dir`, the run is saved there. `checkpoint_every=N` (needs `run_dir`) runs
+    the iterations in compiled chunks of N and writes an orbax checkpoint of every
+    seed's full state after each; `resume(run_dir)` continues a killed run, and Ctrl-C
+    stops after the current chunk with a checkpoint (raising `TrainingInterrupted`).
+    `wandb` logs every seed live to Weights & Biases (see `vecpg.tracking`).
     """
     if not isinstance(config, TrainConfig):
         raise ConfigError(f"invalid config={type(config).__name__}: must be a vecpg.TrainConfig")
     seeds = seed_list(seeds)
     check_max_runs(max_runs_per_call)
-    out = run_lanes(
-        config.static(),
-        seeds,
-        [config.hparams()] * len(seeds),
-        max_runs_per_call,
-        progress,
-        config.num_iterations * config.batch_size,
-    )
-    from vecpg.envs import make_env
+    if not isinstance(checkpoint_every, int) or checkpoint_every < 0:
+        raise ConfigError(
+            f"invalid checkpoint_every={checkpoint_every!r}: must be an integer >= 0 (0: off)"
+        )
+    if checkpoint_every and run_dir is None:
+        raise ConfigError("invalid checkpoint_every: checkpoints need a run_dir (--out)")
+    if run_dir is not None:
+        check_out_dir(Path(run_dir), overwrite)
+    launch = {
+        "seeds": seeds,
+        "max_runs_per_call": max_runs_per_call,
+        "checkpoint_every": checkpoint_every,
+    }
+    if run_dir is not None:
+        run_dir = Path(run_dir)
+        if run_dir.exists() and overwrite:
+            shutil.rmtree(run_dir)  # checkpoints and W&B files live in the new run dir
+        run_dir.mkdir(parents=True, exist_ok=True)
+        _write_json(run_dir / "config.json", config.to_dict())
+        _write_json(run_dir / RUN_FILE, launch)
+    return _run(config, launch, progress, run_dir, wandb)
 
-    return Results(
+
+def resume(
+    run_dir: str | os.PathLike, progress: bool = False, wandb: WandbOptions | None = None
+) -> Results:
+    """Continue a checkpointed run (killed, pre-empted or interrupted) from its latest
+    checkpoint; the final metrics equal those of an uninterrupted run of the same launch.
+    A run that already finished is loaded and returned."""
+    run_dir = Path(run_dir)
+    if not (run_dir / RUN_FILE).exists() or not (run_dir / "config.json").exists():
+        raise ConfigError(
+            f"invalid resume={str(run_dir)!r}: not a checkpointed run dir "
+            f"(no {RUN_FILE}; train with --checkpoint-every N)"
+        )
+    if (run_dir / "summary.json").exists():
+        return load(run_dir)
+    config = TrainConfig.from_dict(json.loads((run_dir / "config.json").read_text()))
+    launch = json.loads((run_dir / RUN_FILE).read_text())
+    return _run(config, launch, progress, run_dir, wandb)
+
+
+def _run(
+    config: TrainConfig,
+    launch: dict,
+    progress: bool,
+    run_dir: Path | None,
+    wandb: WandbOptions | None,
+) -> Results:
+    from vecpg.checkpoint import CHECKPOINT_DIR, CheckpointStore, sigint_checkpoint
+    from vecpg.envs import make_env
+    from vecpg.execute import Checkpointing
+
+    seeds = launch["seeds"]
+    spec = make_env(config.env, config.backend).spec
+    logger = _start_wandb(wandb, config, seeds, run_dir)
+    every = launch["checkpoint_every"]
+    message = (
+        "vecpg: interrupt: will checkpoint after the current chunk and stop; Ctrl-C again to abort"
+    )
+    with sigint_checkpoint(message) if every else contextlib.nullcontext() as flag:
+        ck = (
+            Checkpointing(CheckpointStore(Path(run_dir) / CHECKPOINT_DIR), every, flag)
+            if every
+            else None
+        )
+        try:
+            out = run_lanes(
+                config.static(),
+                seeds,
+                [config.hparams()] * len(seeds),
+                launch["max_runs_per_call"],
+                progress,
+                config.num_iterations * config.batch_size,
+                sinks=[logger] if logger else [],
+                checkpointing=ck,
+            )
+        except BaseException:
+            if logger:
+                logger.finish(None, [])  # close the W&B runs so their files are complete
+            raise
+    res = Results(
         config=config,
         seeds=seeds,
         metrics=out.metrics,
         params=out.params,
-        spec=make_env(config.env, config.backend).spec,
+        spec=spec,
         compile_s=out.compile_s,
         run_s=out.run_s,
         num_devices=out.num_devices,
     )
+    if run_dir is not None:
+        res.save(run_dir, in_place=True)
+    if logger:
+        curves = Path(run_dir) / "curves.png" if run_dir is not None else None
+        final = res.final_returns()
+        logger.finish(curves, [{"final_return": float(r)} for r in final])
+    return res
+
+
+def _start_wandb(options, config: TrainConfig, seeds: list[int], run_dir):
+    if options is None or options.mode == "disabled":
+        return None
+    from vecpg.tracking import Lane, WandbLogger
+
+    base = config.to_dict()
+    lanes = [Lane(f"seed{s}", {**base, "seed": s}) for s in seeds]
+    where = Path(run_dir) if run_dir is not None else Path(".")
+    group = where.name if run_dir is not None else f"{config.algo}-{config.env}"
+    return WandbLogger(options, lanes, where, group)
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    """Atomic: a temporary sibling, then rename."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2))
+    os.replace(tmp, path)
 
 
 def check_max_runs(max_runs_per_call: int | None) -> None:

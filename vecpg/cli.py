@@ -14,7 +14,30 @@ from vecpg.config import ConfigError, ConfigFields, TrainConfig
 
 
 @dataclasses.dataclass(frozen=True)
-class TrainCommand(ConfigFields):
+class WandbFlags:
+    """Weights & Biases options shared by train and sweep."""
+
+    wandb: str = "disabled"
+    """W&B logging: disabled | offline | online (online without a key or network: offline)."""
+    wandb_project: str = "vecpg"
+    """W&B project."""
+    wandb_entity: str | None = None
+    """W&B entity (user or team); default: yours."""
+    wandb_group: str | None = None
+    """W&B group (default: the run dir's name); one W&B run per seed inside it."""
+    wandb_tags: Annotated[tuple[str, ...], tyro.conf.UseAppendAction] = ()
+    """Repeatable W&B tag."""
+
+    def wandb_options(self):
+        from vecpg.tracking import WandbOptions
+
+        return WandbOptions(
+            self.wandb, self.wandb_project, self.wandb_entity, self.wandb_group, self.wandb_tags
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainCommand(ConfigFields, WandbFlags):
     """Train one config on many seeds in one compiled call; write a run dir."""
 
     seeds: int = 8
@@ -22,13 +45,17 @@ class TrainCommand(ConfigFields):
     out: str | None = None
     """Run directory (default: runs/<algo>-<env>-<time>)."""
     overwrite: bool = False
-    """Replace a non-empty --out (only once the new run has finished)."""
+    """Replace a non-empty --out (its old contents are removed when the new run starts)."""
     progress: bool = True
     """Show live progress while the compiled run goes."""
+    checkpoint_every: int = 100
+    """Checkpoint every seed's full state every N iterations (0: off, one compiled call)."""
+    resume: str | None = None
+    """Continue the checkpointed run in this dir (its config.json is used)."""
 
 
 @dataclasses.dataclass(frozen=True)
-class SweepCommand(ConfigFields):
+class SweepCommand(ConfigFields, WandbFlags):
     """Sweep traced hyperparameters: grid x seeds as one compiled call (sharded over all
     devices), ranked by IQM of final return with 95% bootstrap CIs."""
 
@@ -93,6 +120,65 @@ class BenchCommand:
     """Also time this many CartPole runs as one vmapped call vs one by one (0: skip)."""
 
 
+@dataclasses.dataclass(frozen=True)
+class EvalCommand:
+    """Per-seed deterministic and stochastic returns of a run's policies, with 95% CIs."""
+
+    run_dir: tyro.conf.Positional[str]
+    """Run directory written by `vecpg train`."""
+    episodes: int = 10
+    """Episodes per seed and mode."""
+    seed: int = 0
+    """Evaluation seed: episode e resets with jax.random.split(key(seed), episodes)[e]."""
+
+
+@dataclasses.dataclass(frozen=True)
+class RenderCommand(WandbFlags):
+    """Write one deterministic episode of a trained policy: brax HTML viewer, gymnax GIF."""
+
+    run_dir: tyro.conf.Positional[str] = ""
+    """Run directory written by `vecpg train`."""
+    seed: int = 0
+    """Which trained seed's policy to show."""
+    out: str = "rollout.html"
+    """Output file: .html for brax envs, .gif for gymnax envs."""
+
+
+def run_eval(cmd: EvalCommand) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from vecpg.evaluate import evaluate
+
+    res = evaluate(cmd.run_dir, cmd.episodes, cmd.seed)
+    table = Table(title=f"{cmd.run_dir}: return over {cmd.episodes} episodes (95% CI)")
+    for col in ("seed", "deterministic", "stochastic"):
+        table.add_column(col, justify="right")
+    for row in res.table():
+        cells = [
+            f"{row[m]:.2f}  ({row[m + '_ci95'][0]:.2f} .. {row[m + '_ci95'][1]:.2f})"
+            for m in ("deterministic", "stochastic")
+        ]
+        table.add_row(str(row["seed"]), *cells)
+    Console(width=110).print(table)
+    return 0
+
+
+def run_render(cmd: RenderCommand) -> int:
+    from vecpg.evaluate import render
+
+    if not cmd.run_dir:
+        raise ConfigError("invalid run_dir='': give the run directory to render")
+    out = render(cmd.run_dir, cmd.seed, cmd.out)
+    print(f"wrote {out}")
+    options = cmd.wandb_options()
+    if options.mode != "disabled" and out.suffix == ".html":
+        from vecpg.tracking import log_html
+
+        log_html(options, Path(cmd.run_dir), f"render-seed{cmd.seed}", out)
+    return 0
+
+
 def run_bench_cmd(cmd: BenchCommand) -> int:
     from vecpg import bench
 
@@ -128,19 +214,46 @@ def default_out(cfg: TrainConfig) -> Path:
 
 
 def run_train(cmd: TrainCommand) -> int:
-    from vecpg.api import check_out_dir, seed_list, train
+    from vecpg.api import resume, seed_list, train
+    from vecpg.execute import TrainingInterrupted
 
-    cfg = config_from(cmd)
-    seeds = seed_list(cmd.seeds)
-    out = Path(cmd.out) if cmd.out else default_out(cfg)
-    check_out_dir(out, cmd.overwrite)
-    print(
-        f"vecpg: {cfg.algo} on {cfg.env} | {len(seeds)} seeds x {cfg.num_iterations} iterations "
-        f"x {cfg.batch_size} steps | compiling...",
-        flush=True,
-    )
-    res = train(cfg, seeds, progress=cmd.progress)
-    res.save(out, overwrite=cmd.overwrite)
+    wandb = cmd.wandb_options()
+    if cmd.resume:
+        if config_from(cmd) != TrainConfig():
+            raise ConfigError(
+                f"invalid resume={cmd.resume!r}: config flags cannot be combined with "
+                "--resume (the run's config.json is used)"
+            )
+        out = Path(cmd.resume)
+        print(f"vecpg: resuming {out} | compiling...", flush=True)
+        call = lambda: resume(out, progress=cmd.progress, wandb=wandb)  # noqa: E731
+    else:
+        cfg = config_from(cmd)
+        seeds = seed_list(cmd.seeds)
+        out = Path(cmd.out) if cmd.out else default_out(cfg)
+        print(
+            f"vecpg: {cfg.algo} on {cfg.env} | {len(seeds)} seeds x {cfg.num_iterations} "
+            f"iterations x {cfg.batch_size} steps | compiling...",
+            flush=True,
+        )
+        call = lambda: train(  # noqa: E731
+            cfg,
+            seeds,
+            progress=cmd.progress,
+            run_dir=out,
+            overwrite=cmd.overwrite,
+            checkpoint_every=cmd.checkpoint_every,
+            wandb=wandb,
+        )
+    try:
+        res = call()
+    except TrainingInterrupted as e:
+        print(
+            f"vecpg: stopped after iteration {e.iteration}; checkpoint saved in {out}/. "
+            f"Resume with: vecpg train --resume {out}",
+            flush=True,
+        )
+        return 130
     print_final_table(res.summary())
     print(f"compile {res.compile_s:.1f}s, run {res.run_s:.1f}s; wrote {out}/")
     return 0
@@ -161,7 +274,6 @@ def print_final_table(summary: dict) -> None:
 
 
 def run_sweep(cmd: SweepCommand) -> int:
-    from vecpg.api import check_out_dir
     from vecpg.sweep import parse_grid_args, ranking_markdown, sweep
 
     cfg = config_from(cmd)
@@ -173,9 +285,16 @@ def run_sweep(cmd: SweepCommand) -> int:
     else:
         out = default_out(cfg)
         out = out.with_name("sweep-" + out.name)
-    check_out_dir(out, cmd.overwrite)
-    res = sweep(cfg, grid, cmd.seeds, cmd.max_runs_per_call, cmd.progress)
-    res.save(out, overwrite=cmd.overwrite)
+    res = sweep(
+        cfg,
+        grid,
+        cmd.seeds,
+        cmd.max_runs_per_call,
+        cmd.progress,
+        out=out,
+        overwrite=cmd.overwrite,
+        wandb=cmd.wandb_options(),
+    )
     print(ranking_markdown(res.ranking()))
     print(
         f"{len(res.points)} configs x {len(res.seeds)} seeds on {res.num_devices} device(s) in "
@@ -237,6 +356,8 @@ def main(argv: list[str] | None = None) -> int:
                 "compare": CompareCommand,
                 "envs": EnvsCommand,
                 "bench": BenchCommand,
+                "eval": EvalCommand,
+                "render": RenderCommand,
             },
             args=argv,
             prog="vecpg",
@@ -249,6 +370,10 @@ def main(argv: list[str] | None = None) -> int:
             return run_sweep(cmd)
         if isinstance(cmd, BenchCommand):
             return run_bench_cmd(cmd)
+        if isinstance(cmd, EvalCommand):
+            return run_eval(cmd)
+        if isinstance(cmd, RenderCommand):
+            return run_render(cmd)
         return run_envs(cmd)
     except ConfigError as e:
         print(f"vecpg: error: {e}", file=sys.stderr)

@@ -9,10 +9,10 @@ lane list each host holds, and results are gathered with `process_allgather`.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import math
 import time
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import jax
@@ -21,7 +21,8 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from vecpg.config import HParams, StaticConfig, TrainConfig
-from vecpg.progress import ProgressReporter, reporting
+from vecpg.progress import ProgressReporter, sinks_active
+from vecpg.trainer import TrainFns
 
 
 class LaneOutput(NamedTuple):
@@ -33,36 +34,116 @@ class LaneOutput(NamedTuple):
     num_calls: int  # compiled calls made (chunks)
 
 
+class TrainingInterrupted(Exception):
+    """Raised after SIGINT once the current chunk finished and a checkpoint was written."""
+
+    def __init__(self, iteration: int):
+        super().__init__(f"interrupted after iteration {iteration}")
+        self.iteration = iteration
+
+
+class Checkpointing(NamedTuple):
+    """Chunk the run into `every` iterations, saving the full state of every lane to
+    `store` after each chunk; `interrupted()` is polled between chunks."""
+
+    store: Any  # vecpg.checkpoint.CheckpointStore
+    every: int
+    interrupted: Callable[[], bool] = lambda: False
+
+
 def runs_sharding() -> NamedSharding:
     mesh = Mesh(np.asarray(jax.devices()), ("runs",))
     return NamedSharding(mesh, PartitionSpec("runs"))
 
 
-def _train_from_key_data(train_fn, key_data: jax.Array, hp: HParams):
-    return train_fn(jax.random.wrap_key_data(key_data), hp)
+def _is_key(x) -> bool:
+    return jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
 
 
-@functools.lru_cache(maxsize=16)
-def compiled_train(static: StaticConfig, num_runs: int):
-    """jit(vmap(train)) for `num_runs` lanes (a multiple of the device count), runs axis
-    sharded over all devices; cached per (static config, lanes).
+def _host_keys(state):
+    """Typed PRNG keys -> raw key data, so states cross jit boundaries and checkpoints."""
+    return jax.tree.map(lambda x: jax.random.key_data(x) if _is_key(x) else x, state)
 
-    The program always carries the progress callback (`vecpg.progress.emit`): one host
-    call per lane every `log_every` iterations, a no-op with no reporter active.
-    """
-    from vecpg.progress import emit
-    from vecpg.trainer import make_train
 
-    sharding = runs_sharding()
-    fn = functools.partial(_train_from_key_data, make_train(static, emit))
-    jitted = jax.jit(jax.vmap(fn), in_shardings=sharding, out_shardings=sharding)
+def _typed_keys(fns: TrainFns, state, hp: HParams):
+    """Inverse of `_host_keys`, using the abstract initial state to find the key leaves."""
+    abstract_hp = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), hp)
+    like = jax.eval_shape(fns.init, jax.random.key(0), abstract_hp)
+    return jax.tree.map(lambda t, x: jax.random.wrap_key_data(x) if _is_key(t) else x, like, state)
+
+
+def _train_from_key_data(fns: TrainFns, key_data: jax.Array, hp: HParams, lane: jax.Array):
+    state, metrics = fns.train(jax.random.wrap_key_data(key_data), hp, lane)
+    return _host_keys(state), metrics
+
+
+def _init_from_key_data(fns: TrainFns, key_data: jax.Array, hp: HParams):
+    return _host_keys(fns.init(jax.random.wrap_key_data(key_data), hp))
+
+
+def _run_chunk(fns: TrainFns, length: int, state, hp: HParams, lane: jax.Array, start):
+    state, metrics = fns.run(length, _typed_keys(fns, state, hp), hp, lane, start)
+    return _host_keys(state), metrics
+
+
+def _abstract_inputs(num_runs: int, sharding: NamedSharding):
     key_data = jax.random.key_data(jax.random.key(0))
     keys = jax.ShapeDtypeStruct((num_runs, *key_data.shape), key_data.dtype, sharding=sharding)
     hp = jax.tree.map(
         lambda _: jax.ShapeDtypeStruct((num_runs,), jnp.float32, sharding=sharding),
         TrainConfig().hparams(),
     )
-    return jitted.lower(keys, hp).compile()
+    lanes = jax.ShapeDtypeStruct((num_runs,), jnp.int32, sharding=sharding)
+    return keys, hp, lanes
+
+
+@functools.lru_cache(maxsize=4)
+def _train_fns(static: StaticConfig) -> TrainFns:
+    from vecpg.progress import emit
+    from vecpg.trainer import make_train_fns
+
+    return make_train_fns(static, emit)
+
+
+@functools.lru_cache(maxsize=16)
+def compiled_train(static: StaticConfig, num_runs: int):
+    """jit(vmap(train)) for `num_runs` lanes (a multiple of the device count), runs axis
+    sharded over all devices; cached per (static config, lanes). Takes (key data [R, 2],
+    hparams [R], lane ids [R]).
+
+    The program always carries the host callback (`vecpg.progress.emit`): one host call
+    per lane every `log_every` iterations, a no-op with no sink active.
+    """
+    sharding = runs_sharding()
+    fn = functools.partial(_train_from_key_data, _train_fns(static))
+    jitted = jax.jit(jax.vmap(fn), in_shardings=sharding, out_shardings=sharding)
+    return jitted.lower(*_abstract_inputs(num_runs, sharding)).compile()
+
+
+@functools.lru_cache(maxsize=16)
+def compiled_chunk(static: StaticConfig, num_runs: int, length: int):
+    """(init, run) compiled for checkpointed runs: `init(key data, hparams) -> state` and
+    `run(state, hparams, lanes, start) -> (state, metrics [R, length])`, the state donated."""
+    sharding = runs_sharding()
+    replicated = NamedSharding(sharding.mesh, PartitionSpec())
+    fns = _train_fns(static)
+    keys, hp, lanes = _abstract_inputs(num_runs, sharding)
+    init = jax.jit(
+        jax.vmap(functools.partial(_init_from_key_data, fns)),
+        in_shardings=sharding,
+        out_shardings=sharding,
+    ).lower(keys, hp)
+    state = jax.tree.map(
+        lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding),
+        init.out_info,
+    )
+    run = jax.jit(
+        jax.vmap(functools.partial(_run_chunk, fns, length), in_axes=(0, 0, 0, None)),
+        in_shardings=(sharding, sharding, sharding, replicated),
+        out_shardings=sharding,
+        donate_argnums=0,
+    ).lower(state, hp, lanes, jax.ShapeDtypeStruct((), jnp.int32, sharding=replicated))
+    return init.compile(), run.compile()
 
 
 def _global(x: np.ndarray, sharding: NamedSharding) -> jax.Array:
@@ -77,19 +158,21 @@ def _to_host(tree: Any) -> Any:
     return jax.tree.map(np.asarray, tree)
 
 
-def run_lanes(
-    static: StaticConfig,
-    seeds: list[int],
-    hparams: list[HParams],
-    max_runs_per_call: int | None = None,
-    progress: bool = False,
-    steps_per_lane: int = 0,
-) -> LaneOutput:
-    """Train lane i with seed `seeds[i]` and hyperparameters `hparams[i]`.
+class LanePlan(NamedTuple):
+    """Lanes padded (repeating the last one, lane id -1) to equal calls of `chunk` lanes."""
 
-    Lanes are padded (repeating the last one) to a multiple of the device count and of
-    the chunk size, so every call has the same shape and compiles once.
-    """
+    num_lanes: int
+    chunk: int
+    num_calls: int
+    key_data: np.ndarray  # [padded, 2]
+    hparams: HParams  # leaves [padded]
+    lane_ids: np.ndarray  # [padded] int32; -1 marks padding (ignored by host sinks)
+
+    def call_slice(self, c: int) -> slice:
+        return slice(c * self.chunk, (c + 1) * self.chunk)
+
+
+def plan_lanes(seeds: list[int], hparams: list[HParams], max_runs_per_call: int | None) -> LanePlan:
     num_lanes = len(seeds)
     ndev = jax.device_count()
     chunk = min(num_lanes, max_runs_per_call or num_lanes)
@@ -99,25 +182,115 @@ def run_lanes(
     order = list(range(num_lanes)) + [num_lanes - 1] * (padded - num_lanes)
     key_data = np.stack([np.asarray(jax.random.key_data(jax.random.key(seeds[i]))) for i in order])
     hp_all = jax.tree.map(lambda *xs: np.asarray(xs, np.float32), *[hparams[i] for i in order])
+    lane_ids = np.array([i if n < num_lanes else -1 for n, i in enumerate(order)], np.int32)
+    return LanePlan(num_lanes, chunk, num_calls, key_data, hp_all, lane_ids)
 
+
+def run_lanes(
+    static: StaticConfig,
+    seeds: list[int],
+    hparams: list[HParams],
+    max_runs_per_call: int | None = None,
+    progress: bool = False,
+    steps_per_lane: int = 0,
+    sinks: Sequence[Any] = (),
+    checkpointing: Checkpointing | None = None,
+) -> LaneOutput:
+    """Train lane i with seed `seeds[i]` and hyperparameters `hparams[i]`.
+
+    Lanes are padded to a multiple of the device count and of the chunk size, so every
+    call has the same shape and compiles once. `sinks` (and a progress reporter with
+    `progress`) receive the host callbacks. With `checkpointing`, the iterations run in
+    chunks and the run continues from the store's latest checkpoint if there is one.
+    """
+    plan = plan_lanes(seeds, hparams, max_runs_per_call)
+    reporter = ProgressReporter(plan.num_lanes, steps_per_lane) if progress else None
+    active = [*sinks, *([reporter] if reporter else [])]
+    with sinks_active(active):
+        if checkpointing is None:
+            out = _run_whole(static, plan, reporter)
+        else:
+            out = _run_checkpointed(static, plan, reporter, checkpointing)
+    params, metrics, compile_s, run_s, num_devices = out
+    return LaneOutput(params, metrics, compile_s, run_s, num_devices, plan.num_calls)
+
+
+def _inputs(plan: LanePlan, c: int, sharding: NamedSharding):
+    sl = plan.call_slice(c)
+    return (
+        _global(plan.key_data[sl], sharding),
+        jax.tree.map(lambda x: _global(x[sl], sharding), plan.hparams),
+        _global(plan.lane_ids[sl], sharding),
+    )
+
+
+def _num_devices(tree: Any) -> int:
+    return len(jax.tree.leaves(tree)[0].sharding.device_set)
+
+
+def _run_whole(static: StaticConfig, plan: LanePlan, reporter: ProgressReporter | None):
     t0 = time.perf_counter()
-    fn = compiled_train(static, chunk)
+    fn = compiled_train(static, plan.chunk)
     compile_s = time.perf_counter() - t0
     sharding = runs_sharding()
+    if reporter:
+        reporter.start()
     outs = []
     t0 = time.perf_counter()
-    for c in range(num_calls):
-        sl = slice(c * chunk, (c + 1) * chunk)
-        reporter = ProgressReporter(chunk, steps_per_lane)
-        with reporting(reporter) if progress else contextlib.nullcontext():
-            if progress:
-                reporter.start()
-            state, metrics = fn(
-                _global(key_data[sl], sharding),
-                jax.tree.map(lambda x: _global(x[sl], sharding), hp_all),
-            )
-            num_devices = len(jax.tree.leaves(metrics)[0].sharding.device_set)
-            outs.append(_to_host((state.params, metrics)))
+    for c in range(plan.num_calls):
+        if reporter:
+            reporter.expect(int(np.sum(plan.lane_ids[plan.call_slice(c)] >= 0)))
+        state, metrics = fn(*_inputs(plan, c, sharding))
+        num_devices = _num_devices(metrics)
+        outs.append(_to_host((state.params, metrics)))
     run_s = time.perf_counter() - t0
-    params, metrics = jax.tree.map(lambda *xs: np.concatenate(xs)[:num_lanes], *outs)
-    return LaneOutput(params, metrics, compile_s, run_s, num_devices, num_calls)
+    params, metrics = jax.tree.map(lambda *xs: np.concatenate(xs)[: plan.num_lanes], *outs)
+    return params, metrics, compile_s, run_s, num_devices
+
+
+def _run_checkpointed(
+    static: StaticConfig, plan: LanePlan, reporter: ProgressReporter | None, ck: Checkpointing
+):
+    """Chunks of `ck.every` iterations for all lanes (every call of the lane plan), then
+    a checkpoint of all lanes' full state and the metrics so far."""
+    total = static.num_iterations
+    length = min(ck.every, total)
+    t0 = time.perf_counter()
+    init, run = compiled_chunk(static, plan.chunk, length)
+    compile_s = time.perf_counter() - t0
+    sharding = runs_sharding()
+    replicated = NamedSharding(sharding.mesh, PartitionSpec())
+    calls = [_inputs(plan, c, sharding) for c in range(plan.num_calls)]
+    states = [init(k, hp) for k, hp, _ in calls]
+    metrics: dict[str, np.ndarray] = {}
+    done = 0
+    restored = ck.store.restore()
+    if restored is not None:
+        done, host_states, metrics = restored
+        treedef = jax.tree.structure(states)
+        if treedef.num_leaves != len(host_states):
+            raise ValueError("checkpoint does not match this run's config (state leaves differ)")
+        states = jax.tree.unflatten(treedef, [_global(x, sharding) for x in host_states])
+    if reporter:
+        reporter.start(done * static.num_envs * static.num_steps * plan.num_lanes)
+    t0 = time.perf_counter()
+    while done < total:
+        parts = []
+        for c, (_, hp, lanes) in enumerate(calls):
+            if reporter:
+                reporter.expect(int(np.sum(plan.lane_ids[plan.call_slice(c)] >= 0)))
+            start = jax.device_put(jnp.int32(done), replicated)
+            states[c], m = run(states[c], hp, lanes, start)
+            parts.append(_to_host(m))
+        new = jax.tree.map(lambda *xs: np.concatenate(xs), *parts)
+        new = {k: v[:, : total - done] for k, v in new.items()}
+        metrics = new if not metrics else {k: np.concatenate([metrics[k], new[k]], 1) for k in new}
+        done = min(done + length, total)
+        ck.store.save(done, jax.tree.leaves(_to_host(states)), metrics)
+        if done < total and ck.interrupted():
+            raise TrainingInterrupted(done)
+    run_s = time.perf_counter() - t0
+    params = jax.tree.map(lambda *xs: np.concatenate(xs), *_to_host([s.params for s in states]))
+    params = jax.tree.map(lambda x: x[: plan.num_lanes], params)
+    metrics = {k: v[: plan.num_lanes] for k, v in metrics.items()}
+    return params, metrics, compile_s, run_s, _num_devices(states[0].params)

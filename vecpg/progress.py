@@ -1,8 +1,11 @@
-"""Live progress from inside the compiled run.
+"""Host side of the in-jit callback: live progress, and the hook W&B logging uses.
 
-The compiled program calls `emit` through `jax.debug.callback`, once per seed every
-`log_every` iterations. `emit` forwards to whichever reporter is active on the host, so
-the compiled program does not depend on the reporter and can be cached.
+The compiled program calls `emit(lane, iteration, buffer)` through `jax.debug.callback`
+every `log_every` iterations (and at the end of each chunk), once per lane; `buffer`
+holds the metrics of the last `log_every` iterations, slot `i % log_every` for
+iteration i. `emit` forwards to whichever sinks are active, so the compiled program
+does not depend on them and can be cached. Sinks must return quickly: the device
+waits for the callback.
 """
 
 from __future__ import annotations
@@ -11,48 +14,83 @@ import contextlib
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 
-_active: list[ProgressReporter] = []
+_sinks: list[Any] = []
 _lock = threading.Lock()
 
 
-def emit(iteration, env_steps, episode_return) -> None:
-    """Host side of the callback: one value per seed lane."""
-    if _active:
-        _active[-1].record(int(iteration), int(env_steps), float(episode_return))
+class Sink(Protocol):
+    def record(self, lane: int, iteration: int, buffer: dict[str, np.ndarray]) -> None: ...
+
+
+def emit(lane, iteration, buffer) -> None:
+    """Called from the compiled run; lane -1 is padding and is dropped."""
+    lane = int(lane)
+    if lane < 0 or not _sinks:
+        return
+    buffer = {k: np.asarray(v) for k, v in buffer.items()}
+    for sink in list(_sinks):
+        sink.record(lane, int(iteration), buffer)
+
+
+@contextlib.contextmanager
+def sinks_active(sinks: Sequence[Sink]) -> Iterator[None]:
+    _sinks.extend(sinks)
+    try:
+        yield
+    finally:
+        for s in sinks:
+            _sinks.remove(s)
+            if hasattr(s, "stop"):
+                s.stop()
+
+
+def latest(buffer: dict[str, np.ndarray], iteration: int, name: str) -> float:
+    """The value of metric `name` at `iteration` from a callback buffer."""
+    return float(buffer[name][iteration % len(buffer[name])])
 
 
 class ProgressReporter:
-    """Collects per-seed values; when all seeds reported an iteration, shows a line with
-    env steps, steps/s (all seeds), ETA, mean and best return across seeds. Uses a rich
-    progress bar on a terminal, plain lines otherwise."""
+    """Collects per-lane values; when every lane of the current call has reported an
+    iteration, shows env steps, steps/s (all lanes), ETA, and the mean and best return
+    across lanes. A rich progress bar on a terminal, plain lines every 5 s otherwise."""
 
-    def __init__(self, num_seeds: int, total_steps_per_seed: int, rich: bool | None = None):
-        self.num_seeds = num_seeds
-        self.total = total_steps_per_seed
+    def __init__(self, num_lanes: int, total_steps_per_lane: int, rich: bool | None = None):
+        self.num_lanes = num_lanes
+        self.total = total_steps_per_lane
         self.rich = sys.stdout.isatty() if rich is None else rich
+        self._expected = num_lanes
         self._pending: dict[int, list[float]] = {}
+        self._returns: dict[int, float] = {}
         self._start = time.perf_counter()
+        self._steps_at_start = 0
         self._last_plain = -1.0
         self._bar = None
         self.lines: list[str] = []
 
-    def record(self, iteration: int, env_steps: int, ret: float) -> None:
+    def expect(self, lanes_in_call: int) -> None:
+        self._expected = lanes_in_call
+
+    def record(self, lane: int, iteration: int, buffer: dict[str, np.ndarray]) -> None:
+        ret = latest(buffer, iteration, "episode_return")
         with _lock:
+            self._returns[lane] = ret
             vals = self._pending.setdefault(iteration, [])
             vals.append(ret)
-            if len(vals) < self.num_seeds:
+            if len(vals) < self._expected:
                 return
             del self._pending[iteration]
-        self.show(env_steps, np.array(vals))
+            returns = np.array(list(self._returns.values()))
+        self.show(int(latest(buffer, iteration, "env_steps")), returns)
 
     def show(self, env_steps: int, returns: np.ndarray) -> None:
         elapsed = max(time.perf_counter() - self._start, 1e-9)
-        sps = env_steps * self.num_seeds / elapsed
-        eta = (self.total - env_steps) * self.num_seeds / max(sps, 1e-9)
+        sps = max(env_steps * self.num_lanes - self._steps_at_start, 0) / elapsed
+        eta = (self.total - env_steps) * self.num_lanes / max(sps, 1e-9)
         text = (
             f"steps {env_steps:,}/{self.total:,}  {sps:,.0f} steps/s  ETA {eta:4.0f}s  "
             f"return mean {returns.mean():8.2f}  best {returns.max():8.2f}"
@@ -65,8 +103,9 @@ class ProgressReporter:
             self._last_plain = elapsed
             print(text, flush=True)
 
-    def start(self) -> None:
+    def start(self, steps_done_all_lanes: int = 0) -> None:
         self._start = time.perf_counter()
+        self._steps_at_start = steps_done_all_lanes
         if self.rich:
             from rich.progress import BarColumn, Progress, TextColumn
 
@@ -78,13 +117,3 @@ class ProgressReporter:
         if self._bar is not None:
             self._bar[0].stop()
             self._bar = None
-
-
-@contextlib.contextmanager
-def reporting(reporter: ProgressReporter) -> Iterator[ProgressReporter]:
-    _active.append(reporter)
-    try:
-        yield reporter
-    finally:
-        reporter.stop()
-        _active.remove(reporter)

@@ -19,6 +19,7 @@ from vecpg.api import FINAL_FRACTION, check_max_runs, check_out_dir, seed_list
 from vecpg.config import HPARAM_FIELDS, ConfigError, TrainConfig
 from vecpg.execute import run_lanes
 from vecpg.stats import mean_ci95
+from vecpg.tracking import WandbOptions
 
 
 def expand_grid(grid: dict[str, Sequence[float]]) -> list[dict[str, float]]:
@@ -130,31 +131,67 @@ def ranking_markdown(ranking: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def point_name(point: dict[str, float]) -> str:
+    return ",".join(f"{k}={v:g}" for k, v in point.items())
+
+
 def sweep(
     config: TrainConfig,
     grid: dict[str, Sequence[float]],
     seeds: int | Sequence[int] = 4,
     max_runs_per_call: int | None = None,
     progress: bool = False,
+    *,
+    out: str | os.PathLike | None = None,
+    overwrite: bool = False,
+    wandb: WandbOptions | None = None,
 ) -> SweepResults:
     """Train every grid point x every seed in one compiled program (chunked only when
-    `max_runs_per_call` is set; results are identical either way)."""
+    `max_runs_per_call` is set; results are identical either way). With `out`, the sweep
+    is saved there; `wandb` logs one W&B run per (grid point, seed) plus one aggregate
+    run per grid point, grouped under the sweep dir's name."""
     points = expand_grid(grid)
     seeds = seed_list(seeds)
     check_max_runs(max_runs_per_call)
     configs = [dataclasses.replace(config, **p) for p in points]  # validates each point
+    if out is not None:
+        check_out_dir(Path(out), overwrite)
+    logger = None
+    if wandb is not None and wandb.mode != "disabled":
+        from vecpg.tracking import Lane, WandbLogger
+
+        lanes = [
+            Lane(f"{point_name(p)}-seed{s}", {**c.to_dict(), "seed": s}, i)
+            for i, (p, c) in enumerate(zip(points, configs, strict=True))
+            for s in seeds
+        ]
+        where = Path(out) if out is not None else Path(".")
+        logger = WandbLogger(wandb, lanes, where, where.name if out else "sweep")
     lane_seeds = [s for _ in configs for s in seeds]
     lane_hp = [c.hparams() for c in configs for _ in seeds]
-    out = run_lanes(
-        config.static(),
-        lane_seeds,
-        lane_hp,
-        max_runs_per_call,
-        progress,
-        config.num_iterations * config.batch_size,
-    )
+    try:
+        run = run_lanes(
+            config.static(),
+            lane_seeds,
+            lane_hp,
+            max_runs_per_call,
+            progress,
+            config.num_iterations * config.batch_size,
+            sinks=[logger] if logger else [],
+        )
+    except BaseException:
+        if logger:
+            logger.finish(None, [])
+        raise
     shape = (len(points), len(seeds))
-    metrics = {k: v.reshape(*shape, *v.shape[1:]) for k, v in out.metrics.items()}
-    return SweepResults(
-        config, points, seeds, metrics, out.compile_s, out.run_s, out.num_devices, out.num_calls
+    metrics = {k: v.reshape(*shape, *v.shape[1:]) for k, v in run.metrics.items()}
+    res = SweepResults(
+        config, points, seeds, metrics, run.compile_s, run.run_s, run.num_devices, run.num_calls
     )
+    if out is not None:
+        res.save(out, overwrite=True)
+    if logger:
+        png = Path(out) / "ranking.png" if out is not None else None
+        final = res.final_returns().reshape(-1)
+        logger.finish(png, [{"final_return": float(r)} for r in final])
+    return res

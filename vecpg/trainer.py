@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import flax.struct
 import jax
@@ -23,7 +23,7 @@ from vecpg.networks import Agent, AgentParams, init_agent_params, make_agent
 from vecpg.normalize import normalize, update_stats
 from vecpg.rollout import Transition, finished_episode_stats, rollout
 
-ProgressFn = Callable[[jax.Array, jax.Array, jax.Array], None]
+ProgressFn = Callable[[jax.Array, jax.Array, dict[str, jax.Array]], None]  # lane, iteration, buffer
 
 
 @flax.struct.dataclass
@@ -99,7 +99,6 @@ def train_iteration(
     agent: Agent,
     updater: Updater,
     hp: HParams,
-    progress: ProgressFn | None,
     state: TrainState,
     iteration: jax.Array,
 ) -> tuple[TrainState, dict[str, jax.Array]]:
@@ -131,15 +130,59 @@ def train_iteration(
         **policy_change_metrics(agent, params.actor, batch),
         **upd_metrics,
     }
-    if progress is not None:
-        # `iteration` is the scan index: unbatched under vmap, so this stays a real cond.
-        jax.lax.cond(
-            (iteration + 1) % static.log_every == 0,
-            lambda: jax.debug.callback(progress, iteration, env_steps, last_return),
-            lambda: None,
-        )
     new_state = TrainState(params, algo_state, env_state, key, last_return, last_length)
     return new_state, metrics
+
+
+def run_iterations(
+    static: StaticConfig,
+    env: Env,
+    agent: Agent,
+    updater: Updater,
+    progress: ProgressFn | None,
+    length: int,
+    state: TrainState,
+    hp: HParams,
+    lane: jax.Array,
+    start: jax.Array,
+) -> tuple[TrainState, dict[str, jax.Array]]:
+    """Iterations start .. start+length-1 of one lane; metrics leaves are [length].
+
+    `start` must be unbatched under vmap (it is the same for every lane): the skip of
+    iterations past `num_iterations` (only compiled in when `length` does not divide
+    them) and the host-callback condition then stay real conds, not selects.
+
+    Every iteration's metrics go into a [log_every] buffer carried by the scan; the
+    buffer is sent to the host (`progress(lane, iteration, buffer)`) every `log_every`
+    iterations and at the end of the chunk, so the host sees every iteration in
+    batches while the compiled call runs.
+    """
+    step = functools.partial(train_iteration, static, env, agent, updater, hp)
+    last = static.num_iterations - 1
+    shapes = jax.eval_shape(step, state, start)[1]
+    zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+    buf0 = jax.tree.map(lambda s: jnp.zeros((static.log_every, *s.shape), s.dtype), shapes)
+    masked = static.num_iterations % length != 0
+
+    def body(carry, it):
+        state, buf = carry
+        if masked:
+            state, metrics = jax.lax.cond(it <= last, step, lambda s, _: (s, zeros), state, it)
+        else:
+            state, metrics = step(state, it)
+        if progress is not None:
+            slot = it % static.log_every
+            buf = jax.tree.map(lambda b, m: b.at[slot].set(m), buf, metrics)
+            flush = (slot == static.log_every - 1) | (it == last) | (it == start + length - 1)
+            jax.lax.cond(
+                flush & (it <= last),
+                lambda: jax.debug.callback(progress, lane, it, buf),
+                lambda: None,
+            )
+        return (state, buf), metrics
+
+    (state, _), metrics = jax.lax.scan(body, (state, buf0), start + jnp.arange(length))
+    return state, metrics
 
 
 def train(
@@ -150,17 +193,38 @@ def train(
     progress: ProgressFn | None,
     key: jax.Array,
     hp: HParams,
+    lane: jax.Array | int = 0,
 ) -> tuple[TrainState, dict[str, jax.Array]]:
     """The full run for one seed: metrics leaves are [num_iterations]."""
     state = init_train_state(static, env, agent, updater, key, hp)
-    step = functools.partial(train_iteration, static, env, agent, updater, hp, progress)
-    return jax.lax.scan(step, state, jnp.arange(static.num_iterations))
+    n = static.num_iterations
+    return run_iterations(
+        static, env, agent, updater, progress, n, state, hp, jnp.int32(lane), jnp.int32(0)
+    )
+
+
+class TrainFns(NamedTuple):
+    """The pure pieces of a run, bound to one static config (all vmappable)."""
+
+    init: Callable[[jax.Array, HParams], TrainState]
+    run: Callable[..., tuple[TrainState, dict[str, jax.Array]]]  # (length, state, hp, lane, start)
+    train: Callable[..., tuple[TrainState, dict[str, jax.Array]]]  # (key, hp, lane)
+
+
+def make_train_fns(static: StaticConfig, progress: ProgressFn | None = None) -> TrainFns:
+    env = make_env(static.env, static.backend)
+    agent = make_agent(env.spec, static.hidden, static.activation)
+    updater = make_updater(static, agent)
+    return TrainFns(
+        init=functools.partial(init_train_state, static, env, agent, updater),
+        run=functools.partial(run_iterations, static, env, agent, updater, progress),
+        train=functools.partial(train, static, env, agent, updater, progress),
+    )
 
 
 def make_train(
     static: StaticConfig, progress: ProgressFn | None = None
-) -> Callable[[jax.Array, HParams], tuple[TrainState, dict[str, jax.Array]]]:
-    """Bind the static pieces; the result is pure in (key, hparams) and vmappable."""
-    env = make_env(static.env, static.backend)
-    agent = make_agent(env.spec, static.hidden, static.activation)
-    return functools.partial(train, static, env, agent, make_updater(static, agent), progress)
+) -> Callable[..., tuple[TrainState, dict[str, jax.Array]]]:
+    """Bind the static pieces; the result `train(key, hparams, lane=0)` is pure and
+    vmappable."""
+    return make_train_fns(static, progress).train

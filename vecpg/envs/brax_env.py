@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import jax
 import jax.numpy as jnp
 
@@ -43,3 +45,10 @@ class BraxEnv:
             reward=jnp.asarray(s.reward, jnp.float32),
             terminated=s.done > 0.5,
         )
+
+    def render(self, states: list, out: Path) -> None:
+        """brax's interactive three.js viewer of `states` (one per step) as an HTML file."""
+        from brax.io import html
+
+        sys = self._env.sys.tree_replace({"opt.timestep": self._env.dt})
+        out.write_text(html.render(sys, [s.pipeline_state for s in states]))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
 from typing import Any
 
 import flax.struct
@@ -9,6 +11,15 @@ import jax
 import jax.numpy as jnp
 
 from vecpg.envs.protocol import EnvSpec, EnvStep
+
+# Drawn by gymnax through gymnasium's renderer (pygame); MinAtar, bsuite etc. need only matplotlib.
+CLASSIC_CONTROL = (
+    "Acrobot-v1",
+    "CartPole-v1",
+    "Pendulum-v1",
+    "MountainCar-v0",
+    "MountainCarContinuous-v0",
+)
 
 
 @flax.struct.dataclass
@@ -68,3 +79,26 @@ class GymnaxEnv:
             reward=jnp.asarray(reward, jnp.float32).reshape(()),
             terminated=jnp.asarray(terminated, jnp.bool_).reshape(()),
         )
+
+    def render(self, states: list[GymnaxState], out: Path) -> None:
+        """A GIF of `states` (one per step) drawn by gymnax's visualizer."""
+        from gymnax.visualize import Visualizer
+
+        from vecpg.config import ConfigError
+        from vecpg.plots import pyplot
+
+        pyplot()  # headless backend
+        if out.suffix.lower() != ".gif":
+            raise ConfigError(f"invalid out={str(out)!r}: gymnax envs render to a .gif file")
+        if self._env.name in CLASSIC_CONTROL and importlib.util.find_spec("pygame") is None:
+            raise ConfigError(
+                f"invalid env={self.spec.name!r}: gymnax draws classic control through "
+                "gymnasium + pygame, which is not installed (pip install 'vecpg[render]')"
+            )
+        try:
+            Visualizer(self._env, self._params, [s.env_state for s in states]).animate(str(out))
+        except Exception as e:  # gymnax draws classic control through gymnasium + pygame
+            reason = f"{type(e).__name__}: {e}".splitlines()[0]
+            raise ConfigError(
+                f"invalid env={self.spec.name!r}: gymnax cannot draw it ({reason})"
+            ) from None

@@ -1,0 +1,142 @@
+"""Evaluate saved policies and render their episodes.
+
+`evaluate` plays `episodes` full episodes per seed, with the policy's mode
+(deterministic) and with samples (stochastic), all seeds and episodes as one jitted,
+vmapped `lax.scan`. Episode e of every seed starts from `env.reset(episode_keys(...)[e])`,
+so the numbers can be reproduced by hand with `vecpg.load_policy`.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from vecpg.config import ConfigError
+from vecpg.envs import make_env
+from vecpg.envs.protocol import Env
+from vecpg.networks import Agent, AgentParams, env_action, make_agent, policy_dist
+from vecpg.stats import mean_ci95
+
+
+class Episode(NamedTuple):
+    """One episode, padded to max_episode_steps: leaves [T, ...] (states only if kept)."""
+
+    total: jax.Array  # [] undiscounted return up to the first termination
+    length: jax.Array  # [] steps until termination (or the time limit)
+    states: Any  # env states [T] after each step (None unless keep_states)
+
+
+class EvalResult(NamedTuple):
+    seeds: list[int]
+    deterministic: np.ndarray  # [seeds, episodes] returns
+    stochastic: np.ndarray  # [seeds, episodes]
+    deterministic_length: np.ndarray  # [seeds, episodes]
+
+    def table(self) -> list[dict[str, Any]]:
+        rows = []
+        for i, s in enumerate(self.seeds):
+            rows.append({"seed": s, **_stats(self.deterministic[i], self.stochastic[i])})
+        det, sto = self.deterministic.mean(1), self.stochastic.mean(1)
+        rows.append({"seed": "mean over seeds", **_stats(det, sto)})
+        return rows
+
+
+def _stats(det: np.ndarray, sto: np.ndarray) -> dict[str, Any]:
+    d, dlo, dhi = mean_ci95(det)
+    s, slo, shi = mean_ci95(sto)
+    return {"deterministic": d, "deterministic_ci95": [dlo, dhi], "stochastic": s,
+            "stochastic_ci95": [slo, shi]}  # fmt: skip
+
+
+def episode_keys(seed: int, episodes: int) -> jax.Array:
+    """[episodes] keys: episode e of an evaluation with `seed` resets with key e."""
+    return jax.random.split(jax.random.key(seed), episodes)
+
+
+def play_episode(
+    env: Env,
+    agent: Agent,
+    params: AgentParams,
+    use_norm: bool,
+    deterministic: bool,
+    keep_states: bool,
+    key: jax.Array,
+) -> Episode:
+    """Reset with `key`, act until termination or the time limit (a scan of fixed
+    length; rewards after termination are masked, whatever the env returns there)."""
+    k_act = jax.random.fold_in(key, 1)
+    first = env.reset(key)
+
+    def body(carry, k):
+        step, alive, total, length = carry
+        dist = policy_dist(agent, params, step.obs, use_norm)
+        action = agent.dist.mode(dist) if deterministic else agent.dist.sample(k, dist)
+        nxt = env.step(step.state, env_action(agent, action))
+        total = total + jnp.where(alive, nxt.reward, 0.0)
+        length = length + alive.astype(jnp.int32)
+        alive = alive & ~nxt.terminated
+        return (nxt, alive, total, length), (nxt.state if keep_states else None)
+
+    keys = jax.random.split(k_act, env.spec.max_episode_steps)
+    init = (first, jnp.bool_(True), jnp.float32(0.0), jnp.int32(0))
+    (_, _, total, length), states = jax.lax.scan(body, init, keys)
+    return Episode(total, length, states)
+
+
+@functools.lru_cache(maxsize=8)
+def _compiled_returns(env_name: str, backend: str, hidden, activation, use_norm: bool):
+    env = make_env(env_name, backend)
+    agent = make_agent(env.spec, hidden, activation)
+
+    def returns(params, keys, deterministic):
+        one = functools.partial(play_episode, env, agent, params, use_norm, deterministic, False)
+        ep = jax.vmap(one)(keys)
+        return ep.total, ep.length
+
+    per_seed = jax.vmap(returns, in_axes=(0, None, None))
+    return jax.jit(per_seed, static_argnums=2)
+
+
+def evaluate(run_dir: str | Path, episodes: int = 10, seed: int = 0) -> EvalResult:
+    """Deterministic and stochastic returns of every seed's policy in a run dir."""
+    from vecpg.api import load
+
+    if not isinstance(episodes, int) or episodes < 1:
+        raise ConfigError(f"invalid episodes={episodes!r}: must be an integer >= 1")
+    res = load(run_dir)
+    c = res.config
+    fn = _compiled_returns(c.env, c.backend, tuple(c.hidden), c.activation, c.normalize_obs)
+    params = jax.tree.map(jnp.asarray, res.params)
+    keys = episode_keys(seed, episodes)
+    det, det_len = fn(params, keys, True)
+    sto, _ = fn(params, keys, False)
+    return EvalResult(res.seeds, np.asarray(det), np.asarray(sto), np.asarray(det_len))
+
+
+def render(run_dir: str | Path, seed: int, out: str | Path, episode_seed: int = 0) -> Path:
+    """Write one deterministic episode of seed `seed`'s policy: brax's interactive HTML
+    viewer for brax envs, a GIF (gymnax's visualizer) for gymnax envs it can draw."""
+    from vecpg.api import load
+
+    res = load(run_dir)
+    if seed not in res.seeds:
+        raise ConfigError(f"invalid seed={seed!r}: this run has seeds {res.seeds}")
+    c = res.config
+    env = make_env(c.env, c.backend)
+    if not hasattr(env, "render"):
+        raise ConfigError(f"invalid env={c.env!r}: no renderer for this env source")
+    agent = make_agent(env.spec, tuple(c.hidden), c.activation)
+    params = jax.tree.map(lambda x: jnp.asarray(x[res.seeds.index(seed)]), res.params)
+    play = functools.partial(play_episode, env, agent, params, c.normalize_obs, True, True)
+    ep = jax.jit(play)(episode_keys(episode_seed, 1)[0])
+    length = max(int(ep.length), 1)
+    states = [jax.tree.map(lambda x: x[t], ep.states) for t in range(length)]
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    env.render(states, out)
+    return out

@@ -1,0 +1,267 @@
+"""Weights & Biases logging that never blocks training.
+
+One W&B run per lane (a (hyperparameter config, seed) pair), grouped under the
+experiment name, with the full config and `env_steps` as every metric's x-axis, plus
+one aggregate run per config (mean and 95% CI of the return across seeds, and the final
+curves.png). Metrics arrive through the in-jit host callback (`vecpg.progress.emit`)
+and are only queued there; a worker thread owns every W&B call, so neither a slow
+network nor a W&B failure can stall or stop the compiled run. The run dir's metrics.npz
+is written regardless.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import netrc
+import os
+import queue
+import socket
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import numpy as np
+
+from vecpg.config import ConfigError
+from vecpg.stats import mean_ci95
+
+WANDB_MODES = ("disabled", "offline", "online")
+DEFAULT_BASE_URL = "https://api.wandb.ai"
+IDS_FILE = "wandb_ids.json"  # lane name -> W&B run id, for resume
+
+
+@dataclasses.dataclass(frozen=True)
+class WandbOptions:
+    """Where and how to log. `group` defaults to the run directory's name."""
+
+    mode: str = "disabled"
+    project: str = "vecpg"
+    entity: str | None = None
+    group: str | None = None
+    tags: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.mode not in WANDB_MODES:
+            raise ConfigError(f"invalid wandb={self.mode!r}: allowed: {', '.join(WANDB_MODES)}")
+        if not self.project:
+            raise ConfigError("invalid wandb_project='': must be a non-empty name")
+
+
+@dataclasses.dataclass(frozen=True)
+class Lane:
+    """One W&B run: its name, config and the index of its config point (for aggregates)."""
+
+    name: str
+    config: dict[str, Any]
+    point: int = 0
+
+
+def has_api_key(base_url: str) -> bool:
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    try:
+        return netrc.netrc().authenticators(urlparse(base_url).hostname or "") is not None
+    except (OSError, netrc.NetrcParseError):
+        return False
+
+
+def reachable(base_url: str, timeout: float = 3.0) -> bool:
+    url = urlparse(base_url)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((url.hostname or "", port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def resolve_mode(mode: str) -> tuple[str, str | None]:
+    """The mode to use and, if it had to change, a one-line reason. `online` falls back
+    to `offline` without an API key or when the W&B host cannot be reached."""
+    if mode != "online":
+        return mode, None
+    base_url = os.environ.get("WANDB_BASE_URL", DEFAULT_BASE_URL)
+    if not has_api_key(base_url):
+        return "offline", "no W&B API key (WANDB_API_KEY or `wandb login`)"
+    if not reachable(base_url):
+        return "offline", f"W&B host {base_url} unreachable"
+    return "online", None
+
+
+class WandbLogger:
+    """A `vecpg.progress` sink: `record` only enqueues; the worker thread logs."""
+
+    def __init__(
+        self,
+        options: WandbOptions,
+        lanes: Sequence[Lane],
+        wandb_dir: str | Path,
+        group: str,
+        log=print,
+    ):
+        self.options = options
+        self.lanes = list(lanes)
+        self.dir = Path(wandb_dir)
+        self.group = options.group or group
+        self.log = log
+        self.mode, reason = resolve_mode(options.mode)
+        if reason:
+            self.log(f"vecpg: {reason}: logging W&B offline to {self.dir}/wandb (`wandb sync`)")
+        self.failed: str | None = None
+        self.run_ids: list[str] = []
+        self._queue: queue.Queue = queue.Queue()
+        self._logged = [-1] * len(self.lanes)
+        self._agg: dict[tuple[int, int], list[tuple[float, float]]] = {}
+        self._thread = threading.Thread(target=self._work, name="vecpg-wandb", daemon=True)
+        self._thread.start()
+
+    # --- main-thread side -------------------------------------------------------------
+    def record(self, lane: int, iteration: int, buffer: dict[str, np.ndarray]) -> None:
+        self._queue.put(("log", lane, iteration, buffer))
+
+    def finish(self, curves_png: Path | None, summaries: Sequence[dict], timeout: float = 120.0):
+        """Log the curves image and per-run summaries, close every run; waits at most
+        `timeout` s (an unreachable service keeps its data in the local run files)."""
+        self._queue.put(("finish", curves_png, list(summaries)))
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            self.log(f"vecpg: W&B still busy after {timeout:.0f}s; local files are in {self.dir}")
+
+    # --- worker thread ----------------------------------------------------------------
+    def _work(self) -> None:
+        try:
+            self._runs, self._agg_runs = self._init_runs()
+        except Exception as e:  # W&B must never stop training
+            self._fail(e)
+        while True:
+            item = self._queue.get()
+            if self.failed:
+                if item[0] == "finish":
+                    return
+                continue
+            try:
+                if item[0] == "log":
+                    self._log_buffer(*item[1:])
+                else:
+                    self._finish(*item[1:])
+                    return
+            except Exception as e:
+                self._fail(e)
+
+    def _fail(self, e: Exception) -> None:
+        self.failed = f"{type(e).__name__}: {e}".splitlines()[0]
+        self.log(f"vecpg: W&B logging stopped ({self.failed}); training goes on, see the run dir")
+
+    def _init_runs(self):
+        import wandb
+
+        self.dir.mkdir(parents=True, exist_ok=True)
+        settings = wandb.Settings(
+            silent=True, console="off", x_disable_stats=True, disable_git=True, init_timeout=60
+        )
+        common = dict(
+            project=self.options.project,
+            entity=self.options.entity,
+            group=self.group,
+            tags=list(self.options.tags),
+            mode=self.mode,
+            dir=str(self.dir),
+            reinit="create_new",
+            settings=settings,
+        )
+        ids_file = self.dir / IDS_FILE
+        ids = json.loads(ids_file.read_text()) if ids_file.exists() else {}
+        if ids:  # a resumed run continues the same W&B runs
+            common["resume"] = "allow"
+        runs = [
+            wandb.init(
+                name=lane.name,
+                config=lane.config,
+                job_type="train",
+                id=ids.get(lane.name),
+                **common,
+            )
+            for lane in self.lanes
+        ]
+        points = sorted({lane.point for lane in self.lanes})
+        agg = {}
+        for p in points:
+            first = next(lane for lane in self.lanes if lane.point == p)
+            cfg = {k: v for k, v in first.config.items() if k != "seed"}
+            name = f"{self.group}-aggregate" + (f"-{p}" if len(points) > 1 else "")
+            agg[p] = wandb.init(
+                name=name, config=cfg, job_type="aggregate", id=ids.get(name), **common
+            )
+        for run in [*runs, *agg.values()]:
+            run.define_metric("env_steps")
+            run.define_metric("*", step_metric="env_steps")
+        self.run_ids = [r.id for r in runs]
+        names = [lane.name for lane in self.lanes] + [r.name for r in agg.values()]
+        ids = dict(zip(names, [*self.run_ids, *(r.id for r in agg.values())], strict=True))
+        tmp = ids_file.with_name(f".{IDS_FILE}.tmp")
+        tmp.write_text(json.dumps(ids, indent=2))
+        os.replace(tmp, ids_file)
+        return runs, agg
+
+    def _log_buffer(self, lane: int, iteration: int, buffer: dict[str, np.ndarray]) -> None:
+        size = len(buffer["env_steps"])
+        run = self._runs[lane]
+        point = self.lanes[lane].point
+        for it in range(max(self._logged[lane] + 1, iteration - size + 1), iteration + 1):
+            row = {k: float(v[it % size]) for k, v in buffer.items()}
+            run.log(row)
+            vals = self._agg.setdefault((point, it), [])
+            vals.append((row["env_steps"], row["episode_return"]))
+            if len(vals) == sum(1 for x in self.lanes if x.point == point):
+                returns = np.array([r for _, r in vals])
+                mean, lo, hi = mean_ci95(returns)
+                self._agg_runs[point].log(
+                    {
+                        "env_steps": vals[0][0],
+                        "return_mean": float(mean),
+                        "return_ci95_low": float(lo),
+                        "return_ci95_high": float(hi),
+                        "return_best": float(returns.max()),
+                    }
+                )
+                del self._agg[(point, it)]
+        self._logged[lane] = max(self._logged[lane], iteration)
+
+    def _finish(self, curves_png: Path | None, summaries: list[dict]) -> None:
+        import wandb
+
+        for run, summary in zip(self._runs, summaries, strict=False):
+            run.summary.update(summary)
+        for run in self._agg_runs.values():
+            if curves_png is not None and Path(curves_png).exists():
+                run.log({"curves": wandb.Image(str(curves_png))})
+        for run in [*self._runs, *self._agg_runs.values()]:
+            run.finish()
+
+
+def log_html(options: WandbOptions, run_dir: Path, name: str, html_file: Path) -> None:
+    """Log a rendered episode (`wandb.Html`) as its own run in the run dir's W&B group."""
+    import wandb
+
+    mode, reason = resolve_mode(options.mode)
+    if reason:
+        print(f"vecpg: {reason}: logging W&B offline to {run_dir}/wandb")
+    try:
+        run = wandb.init(
+            project=options.project,
+            entity=options.entity,
+            group=options.group or run_dir.name,
+            name=name,
+            job_type="render",
+            mode=mode,
+            dir=str(run_dir),
+            reinit="create_new",
+            settings=wandb.Settings(silent=True, console="off", x_disable_stats=True),
+        )
+        run.log({"rollout": wandb.Html(html_file.read_text())})
+        run.finish()
+    except Exception as e:  # the file is written; W&B is a bonus
+        print(f"vecpg: W&B logging failed ({type(e).__name__}: {e}); {html_file} is written")
