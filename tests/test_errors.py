@@ -17,6 +17,7 @@ def no_compile(monkeypatch):
         raise AssertionError("compiled despite bad input")
 
     monkeypatch.setattr(vecpg.execute, "compiled_train", boom)
+    monkeypatch.setattr(vecpg.execute, "compiled_chunk", boom)
 
 
 CASES = [

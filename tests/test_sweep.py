@@ -64,6 +64,7 @@ def test_sweep_refuses_bad_grids_before_compiling(monkeypatch):
         raise AssertionError("compiled despite a bad grid")
 
     monkeypatch.setattr(vecpg.execute, "compiled_train", boom)
+    monkeypatch.setattr(vecpg.execute, "compiled_chunk", boom)
     bad = {
         "invalid grid field 'num_envs'": {"num_envs": [4, 8]},
         "invalid grid field 'nonsense'": {"nonsense": [1.0]},

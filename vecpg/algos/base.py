@@ -81,7 +81,7 @@ def sgd_step(agent: Agent, opt, hp: HParams, loss_fn, carry, mb: Any):
     updates, opt_state = opt.update(grads, opt_state, params)
     return (optax.apply_updates(params, updates), opt_state), {
         **metrics,
-        "grad_norm": optax.global_norm(grads),
+        "grad_norm": optax.tree.norm(grads),
     }
 
 
