@@ -19,11 +19,21 @@ def test_bench_quick_writes_positive_finite_numbers(tmp_path, capsys):
     assert main(["bench", "--quick", "--out", str(tmp_path)]) == 0
     r = json.loads((tmp_path / "bench.json").read_text())
     assert r["machine"].startswith(("CPU", "GPU"))
+    assert set(r["ceiling"]) == {"compile_s", "env_steps_per_s"}
     assert set(r["trust_region_cost"]) == {"pg_s", "fvp_s", "cg_s", "fvp_over_pg", "cg_over_pg"}
-    assert set(r["iteration"]) == {"ppo", "trpo"}
+    assert set(r["iteration"]) == set(r["over_ceiling"]) == {"ppo", "trpo"}
     for algo in ("ppo", "trpo"):
         assert set(r["iteration"][algo]) == {"compile_s", "iteration_s", "env_steps_per_s"}
+    assert [row["seeds"] for row in r["seeds_scaling"]] == [1, 4]
+    for row in r["seeds_scaling"]:
+        assert {"compile_s", "env_steps_per_s", "xla_memory_bytes", "over_one_seed"} <= set(row)
+    assert [o["log_every"] for o in r["logging_overhead"]] == [10, 1]
     nums = [*r["trust_region_cost"].values(), r["trpo_over_ppo_iteration"]]
     nums += [v for d in r["iteration"].values() for v in d.values()]
+    nums += [*r["ceiling"].values(), *r["over_ceiling"].values()]
+    nums += [row[k] for row in r["seeds_scaling"] for k in ("compile_s", "env_steps_per_s")]
+    nums += [row["xla_memory_bytes"] for row in r["seeds_scaling"]]
+    nums += [o[k] for o in r["logging_overhead"] for k in o if k.endswith("_s")]
     assert all(np.isfinite(x) and x > 0 for x in nums)
-    assert "one TRPO iteration" in (tmp_path / "bench.md").read_text()
+    md = (tmp_path / "bench.md").read_text()
+    assert "one TRPO iteration" in md and "raw env ceiling" in md and "Seeds scaling" in md

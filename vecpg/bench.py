@@ -106,16 +106,16 @@ def trust_region_cost(cfg: TrainConfig, repeats: int) -> dict[str, float]:
 
 def iteration_cost(cfg: TrainConfig, iterations: int, repeats: int) -> dict[str, float]:
     """Compile time and steady-state seconds per iteration of the real train function."""
+    from vecpg.bench_throughput import lane_inputs
     from vecpg.execute import compiled_train
 
     cfg = dataclasses.replace(cfg, total_steps=iterations * cfg.batch_size)
     lanes = jax.device_count()  # the smallest call the real (sharded) program takes
-    keys = jnp.stack([jax.random.key_data(jax.random.key(i)) for i in range(lanes)])
-    hp = jax.tree.map(lambda x: jnp.full((lanes,), x), cfg.hparams())
+    args = lane_inputs(cfg, lanes)
     t0 = time.perf_counter()
     compiled = compiled_train(cfg.static(), lanes)
     compile_s = time.perf_counter() - t0
-    run_s = median_time(lambda: compiled(keys, hp)[1], repeats)
+    run_s = median_time(lambda: compiled(*args)[1], repeats)
     return {
         "compile_s": compile_s,
         "iteration_s": run_s / iterations,
@@ -123,37 +123,152 @@ def iteration_cost(cfg: TrainConfig, iterations: int, repeats: int) -> dict[str,
     }
 
 
-def run_bench(
-    env: str, backend: str, num_envs: int, num_steps: int, iterations: int, repeats: int
-) -> dict[str, Any]:
-    base = TrainConfig(
-        env=env, backend=backend, num_envs=num_envs, num_steps=num_steps, hidden=(64, 64)
+@dataclasses.dataclass(frozen=True)
+class BenchPlan:
+    """What one `vecpg bench` run measures (the CLI's flags; `quick()` for CI)."""
+
+    env: str = "brax/hopper"
+    backend: str = "positional"
+    num_envs: int = 64
+    num_steps: int = 64
+    iterations: int = 10
+    repeats: int = 3
+    peer_steps: int = 0  # Brax PPO vs vecpg ppo at this many env steps (0: skip)
+    scaling_env: str = "gymnax/CartPole-v1"
+    scaling_seeds: tuple[int, ...] = (1, 8, 32, 128)
+    scaling_envs: int = 8
+    scaling_steps: int = 128
+    logging_runs: int = 8  # W&B-offline overhead on this many CartPole seeds (0: skip)
+
+    def base(self) -> TrainConfig:
+        return TrainConfig(
+            env=self.env,
+            backend=self.backend,
+            num_envs=self.num_envs,
+            num_steps=self.num_steps,
+            hidden=(64, 64),
+        )
+
+
+def quick_plan() -> BenchPlan:
+    return BenchPlan(
+        env="gymnax/CartPole-v1",
+        backend="generalized",
+        num_envs=8,
+        num_steps=32,
+        iterations=4,
+        repeats=2,
+        scaling_seeds=(1, 4),
+        scaling_envs=4,
+        scaling_steps=32,
+        logging_runs=2,
     )
+
+
+def run_bench(plan: BenchPlan, log=print) -> dict[str, Any]:
+    """Every section, side by side in this process."""
+    from vecpg import bench_throughput
+
+    base = plan.base()
     result: dict[str, Any] = {
         "machine": machine(),
         "jax": jax.__version__,
         "settings": {
-            "env": env,
-            "backend": backend,
-            "num_envs": num_envs,
-            "num_steps": num_steps,
+            **dataclasses.asdict(plan),
             "batch": base.batch_size,
             "update_epochs": base.update_epochs,
             "num_minibatches": base.num_minibatches,
             "hidden": list(base.hidden),
             "cg_iters": base.cg_iters,
-            "iterations_timed": iterations,
-            "repeats": repeats,
         },
-        "trust_region_cost": trust_region_cost(base, repeats=max(5, 5 * repeats)),
-        "iteration": {},
     }
+    log("bench: env ceiling")
+    result["ceiling"] = bench_throughput.env_ceiling(base, plan.iterations, plan.repeats)
+    result["iteration"] = {}
     for algo in ("ppo", "trpo"):
+        log(f"bench: {algo} iterations")
         cfg = dataclasses.replace(base, algo=algo)
-        result["iteration"][algo] = iteration_cost(cfg, iterations, repeats)
+        result["iteration"][algo] = iteration_cost(cfg, plan.iterations, plan.repeats)
     it = result["iteration"]
+    ceiling = result["ceiling"]["env_steps_per_s"]
+    result["over_ceiling"] = {a: it[a]["env_steps_per_s"] / ceiling for a in it}
     result["trpo_over_ppo_iteration"] = it["trpo"]["iteration_s"] / it["ppo"]["iteration_s"]
+    log("bench: trust-region pieces")
+    result["trust_region_cost"] = trust_region_cost(base, repeats=max(5, 5 * plan.repeats))
+    if plan.peer_steps and base.env.startswith("brax/"):
+        log(f"bench: Brax PPO vs vecpg ppo, {plan.peer_steps:,} steps each")
+        result["brax_ppo"] = peer_comparison(base, plan.peer_steps)
+    if plan.peer_steps:
+        log("bench: rejax PPO vs vecpg ppo on CartPole")
+        result["rejax_ppo"] = rejax_comparison(plan.peer_steps)
+    log("bench: seeds scaling")
+    scale_cfg = TrainConfig(
+        env=plan.scaling_env,
+        num_envs=plan.scaling_envs,
+        num_steps=plan.scaling_steps,
+        total_steps=plan.iterations * plan.scaling_envs * plan.scaling_steps,
+    )
+    result["seeds_scaling"] = bench_throughput.seeds_scaling(
+        scale_cfg, plan.scaling_seeds, plan.repeats
+    )
+    if plan.logging_runs:
+        log("bench: host-callback / W&B logging overhead")
+        log_cfg = dataclasses.replace(scale_cfg, total_steps=48 * scale_cfg.batch_size)
+        result["logging_overhead"] = [
+            bench_throughput.logging_overhead(
+                dataclasses.replace(log_cfg, log_every=k), plan.logging_runs, plan.repeats
+            )
+            for k in (10, 1)
+        ]
     return result
+
+
+def peer_comparison(base: TrainConfig, steps: int) -> dict[str, Any]:
+    """Brax PPO and vecpg ppo, same env, settings and env steps, one seed each; returns
+    are deterministic-policy evaluations (Brax's eval; `vecpg.evaluate`)."""
+    import tempfile
+
+    from vecpg import bench_peers
+    from vecpg.api import train
+    from vecpg.evaluate import evaluate
+
+    brax = bench_peers.brax_ppo(base, steps, eval_envs=16)
+    cfg = dataclasses.replace(base, total_steps=steps)
+    with tempfile.TemporaryDirectory() as d:
+        res = train(cfg, seeds=[0], run_dir=Path(d) / "run")
+        ret = float(evaluate(Path(d) / "run", episodes=16).deterministic.mean())
+    vec = {
+        "env_steps_per_s": float(res.summary()["env_steps_per_s"]),
+        "compile_s": res.compile_s,
+        "eval_return": ret,
+    }
+    return {
+        "env_steps": steps,
+        "brax": brax,
+        "vecpg": vec,
+        "throughput_ratio": vec["env_steps_per_s"] / brax["env_steps_per_s"],
+    }
+
+
+def rejax_comparison(steps: int) -> dict[str, Any]:
+    from vecpg import bench_peers
+    from vecpg.api import train
+
+    cfg = TrainConfig(total_steps=steps)
+    rejax = bench_peers.rejax_ppo(cfg, steps)
+    if "skipped" in rejax:
+        return rejax
+    res = train(cfg, seeds=[0])
+    vec = {
+        "env_steps_per_s": float(res.summary()["env_steps_per_s"]),
+        "compile_s": res.compile_s,
+        "final_return": float(res.final_returns()[0]),
+    }
+    return {
+        "rejax": rejax,
+        "vecpg": vec,
+        "throughput_ratio": vec["env_steps_per_s"] / rejax["env_steps_per_s"],
+    }
 
 
 def to_markdown(r: dict[str, Any]) -> str:
@@ -162,7 +277,20 @@ def to_markdown(r: dict[str, Any]) -> str:
         f"Machine: {r['machine']}; jax {r['jax']}. Env {s['env']} ({s['backend']}), "
         f"{s['num_envs']} envs x {s['num_steps']} steps = batch {s['batch']}, "
         f"{s['update_epochs']} epochs x {s['num_minibatches']} minibatches, hidden "
-        f"{tuple(s['hidden'])}, {s['cg_iters']} CG iterations; medians of {s['repeats']} runs.",
+        f"{tuple(s['hidden'])}, {s['cg_iters']} CG iterations; medians of {s['repeats']} runs; "
+        f"{s['iterations']} iterations per timed call, one lane per device.",
+        "",
+        "| program | compile (s) | env steps/s | vs ceiling |",
+        "|---|---|---|---|",
+        f"| raw env ceiling (scan of vmapped step, random actions) | "
+        f"{r['ceiling']['compile_s']:.1f} | {r['ceiling']['env_steps_per_s']:,.0f} | 1.00x |",
+    ]
+    for algo, v in it.items():
+        lines.append(
+            f"| vecpg {algo} (rollout + GAE + update) | {v['compile_s']:.1f} "
+            f"| {v['env_steps_per_s']:,.0f} | {r['over_ceiling'][algo]:.2f}x |"
+        )
+    lines += [
         "",
         "| quantity | time | multiple |",
         "|---|---|---|",
@@ -172,21 +300,75 @@ def to_markdown(r: dict[str, Any]) -> str:
         f"| one PPO iteration | {it['ppo']['iteration_s'] * 1e3:.1f} ms | 1.00x |",
         f"| one TRPO iteration | {it['trpo']['iteration_s'] * 1e3:.1f} ms "
         f"| {r['trpo_over_ppo_iteration']:.2f}x |",
-        "",
-        "| algo | compile (s) | ms / iteration | env steps/s (incl. update) |",
-        "|---|---|---|---|",
     ]
-    for algo, v in it.items():
+    lines += peers_markdown(r)
+    lines += [
+        "",
+        f"Seeds scaling ({s['scaling_env']}, ppo, {s['scaling_envs']} envs x "
+        f"{s['scaling_steps']} steps per seed, {s['iterations']} iterations, one vmapped call):",
+        "",
+        "| seeds | compile (s) | total env steps/s | vs 1 seed | XLA memory (MiB) |",
+        "|---|---|---|---|---|",
+    ]
+    for row in r["seeds_scaling"]:
         lines.append(
-            f"| {algo} | {v['compile_s']:.1f} | {v['iteration_s'] * 1e3:.1f} "
-            f"| {v['env_steps_per_s']:,.0f} |"
+            f"| {row['seeds']} | {row['compile_s']:.1f} | {row['env_steps_per_s']:,.0f} "
+            f"| {row['over_one_seed']:.2f}x | {row['xla_memory_bytes'] / 2**20:.1f} |"
         )
+    if "logging_overhead" in r:
+        lines += [
+            "",
+            "Host-callback cost (same program with and without the in-jit callback; W&B "
+            "offline logging every seed):",
+            "",
+            "| log_every | seeds | no callback (s) | callback, no sink (s) | W&B offline (s) "
+            "| W&B / no callback | W&B close after (s) |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for o in r["logging_overhead"]:
+            lines.append(
+                f"| {o['log_every']} | {o['runs']} | {o['no_callback_s']:.2f} "
+                f"| {o['callback_no_sink_s']:.2f} | {o['wandb_offline_s']:.2f} "
+                f"| {o['wandb_over_no_callback']:.3f}x | {o['wandb_finish_s']:.2f} |"
+            )
     return "\n".join(lines) + "\n"
+
+
+def peers_markdown(r: dict[str, Any]) -> list[str]:
+    lines: list[str] = []
+    for key, label in (("brax_ppo", "Brax PPO"), ("rejax_ppo", "rejax PPO")):
+        p = r.get(key)
+        if p is None:
+            continue
+        if "skipped" in p:
+            lines += ["", f"{label}: skipped ({p['skipped']})."]
+            continue
+        peer = p["brax"] if key == "brax_ppo" else p["rejax"]
+        vret = p["vecpg"].get("eval_return", p["vecpg"].get("final_return"))
+        lines += [
+            "",
+            f"{label} vs vecpg ppo, matched settings, {p.get('env_steps', '')} env steps, seed 0:",
+            "",
+            "| trainer | compile (s) | env steps/s | return |",
+            "|---|---|---|---|",
+            f"| {label} | {peer['compile_s']:.1f} | {peer['env_steps_per_s']:,.0f} "
+            f"| {peer.get('eval_return', float('nan')):.1f} |",
+            f"| vecpg ppo | {p['vecpg']['compile_s']:.1f} | {p['vecpg']['env_steps_per_s']:,.0f} "
+            f"| {vret:.1f} |",
+            "",
+            f"vecpg / {label} throughput: {p['throughput_ratio']:.2f}x",
+        ]
+    return lines
 
 
 def check_result(r: dict[str, Any]) -> None:
     """Every number positive and finite (the CI smoke test's assertion)."""
-    for v in jax.tree.leaves({k: r[k] for k in ("trust_region_cost", "iteration")}):
+    keys = ("ceiling", "iteration", "over_ceiling", "trust_region_cost", "seeds_scaling")
+    nums = jax.tree.leaves({k: r[k] for k in keys})
+    nums += jax.tree.leaves(r.get("logging_overhead", []))
+    for v in nums:
+        if v is None or isinstance(v, str):
+            continue
         if not (np.isfinite(v) and v > 0):
             raise ValueError(f"bench produced a non-positive or non-finite number: {v}")
 

@@ -98,7 +98,8 @@ class EnvsCommand:
 
 @dataclasses.dataclass(frozen=True)
 class BenchCommand:
-    """Time the trust-region pieces and PPO vs TRPO iterations side by side."""
+    """Side-by-side timings in one process: env ceiling, vecpg ppo/trpo, trust-region
+    pieces, Brax PPO (and rejax) peers, seeds scaling, logging overhead."""
 
     env: str = "brax/hopper"
     """Environment to time on."""
@@ -112,8 +113,14 @@ class BenchCommand:
     """Training iterations per timed call."""
     repeats: int = 3
     """Timed calls per measurement (the median is reported)."""
+    peer_steps: int = 200_000
+    """Env steps for the Brax PPO (brax envs) and rejax comparisons (0: skip peers)."""
+    scaling_seeds: Annotated[tuple[int, ...], tyro.conf.UseAppendAction] = ()
+    """Repeatable seed count for the scaling table (default 1, 8, 32, 128)."""
+    logging_runs: int = 8
+    """Seeds for the host-callback / W&B overhead measurement (0: skip)."""
     quick: bool = False
-    """Tiny settings for a smoke test (gymnax CartPole, small batch)."""
+    """Tiny settings for a smoke test (gymnax CartPole, small batch, no peers)."""
     out: str = "bench"
     """Directory for bench.json and bench.md."""
     vmap_runs: int = 0
@@ -186,11 +193,26 @@ def run_bench_cmd(cmd: BenchCommand) -> int:
     for name in ("num_envs", "num_steps", "iterations", "repeats"):
         if getattr(cmd, name) < 1:
             raise ConfigError(f"invalid {name}={getattr(cmd, name)!r}: must be an integer >= 1")
+    for name in ("peer_steps", "logging_runs", "vmap_runs"):
+        if getattr(cmd, name) < 0:
+            raise ConfigError(f"invalid {name}={getattr(cmd, name)!r}: must be an integer >= 0")
+    if any(n < 1 for n in cmd.scaling_seeds):
+        raise ConfigError(f"invalid scaling_seeds={cmd.scaling_seeds!r}: must be integers >= 1")
     if cmd.quick:
-        args = ("gymnax/CartPole-v1", "generalized", 8, 32, 4, 2)
+        plan = bench.quick_plan()
     else:
-        args = (cmd.env, cmd.backend, cmd.num_envs, cmd.num_steps, cmd.iterations, cmd.repeats)
-    result = bench.run_bench(*args)
+        plan = bench.BenchPlan(
+            env=cmd.env,
+            backend=cmd.backend,
+            num_envs=cmd.num_envs,
+            num_steps=cmd.num_steps,
+            iterations=cmd.iterations,
+            repeats=cmd.repeats,
+            peer_steps=cmd.peer_steps,
+            logging_runs=cmd.logging_runs,
+            **({"scaling_seeds": tuple(cmd.scaling_seeds)} if cmd.scaling_seeds else {}),
+        )
+    result = bench.run_bench(plan)
     bench.check_result(result)
     if cmd.vmap_runs:
         vcfg = TrainConfig(total_steps=49_152)  # 48 iterations of 8 x 128

@@ -1,0 +1,168 @@
+"""Peer trainers for `vecpg bench`, run in the same process with matched settings:
+Brax's own PPO (`brax.training.agents.ppo.train`), and rejax PPO when installed for the
+bench (it needs gymnax 0.0.9, so it runs in a subprocess with its own path).
+
+Matching: vecpg's iteration (num_envs x num_steps, num_minibatches x update_epochs) is
+Brax's training step with unroll_length=num_steps and batch_size*num_minibatches =
+num_envs; same MLP sizes and activation, Gaussian policy, observation normalisation,
+reward scale, discount, GAE lambda, clip, entropy and gradient-norm settings.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from vecpg.config import TrainConfig
+
+REJAX_PATH_ENV = "VECPG_REJAX_PATH"  # a pip --target dir holding rejax + gymnax 0.0.9
+
+
+@contextlib.contextmanager
+def device_put_replicated_shim() -> Iterator[None]:
+    """Brax 0.14.2's trainers call `jax.device_put_replicated`, removed in jax 0.10:
+    provide it (a stack sharded over the devices) for the duration of the bench only."""
+    if hasattr(jax, "device_put_replicated"):
+        yield
+        return
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+    def device_put_replicated(x, devices):
+        sharding = NamedSharding(Mesh(np.asarray(devices), ("d",)), PartitionSpec("d"))
+        stack = lambda a: jax.device_put(jnp.stack([jnp.asarray(a)] * len(devices)), sharding)  # noqa: E731
+        return jax.tree.map(stack, x)
+
+    jax.device_put_replicated = device_put_replicated
+    try:
+        yield
+    finally:
+        del jax.device_put_replicated
+
+
+def brax_ppo(cfg: TrainConfig, total_steps: int, eval_envs: int, seed: int = 0) -> dict:
+    """Train Brax PPO on cfg's brax env with matched settings. Two training epochs: the
+    first includes compilation, the second is the steady-state env steps/s."""
+    import functools
+
+    from brax import envs
+    from brax.training.agents.ppo import networks as ppo_networks
+    from brax.training.agents.ppo import train as ppo
+    from flax import linen
+
+    name = cfg.env.removeprefix("brax/")
+    network = functools.partial(
+        ppo_networks.make_ppo_networks,
+        policy_hidden_layer_sizes=tuple(cfg.hidden),
+        value_hidden_layer_sizes=tuple(cfg.hidden),
+        activation=getattr(linen, cfg.activation),
+        distribution_type="normal",
+    )
+    epochs: list[tuple[float, dict]] = []
+    t0 = time.perf_counter()
+
+    def progress(step: int, metrics: dict) -> None:
+        epochs.append((time.perf_counter() - t0, {k: float(v) for k, v in metrics.items()}))
+
+    with device_put_replicated_shim():
+        ppo.train(
+            environment=envs.get_environment(name, backend=cfg.backend),
+            num_timesteps=total_steps,
+            episode_length=1000,
+            num_envs=cfg.num_envs,
+            unroll_length=cfg.num_steps,
+            batch_size=cfg.num_envs // cfg.num_minibatches,
+            num_minibatches=cfg.num_minibatches,
+            num_updates_per_batch=cfg.update_epochs,
+            learning_rate=cfg.learning_rate,
+            entropy_cost=cfg.ent_coef,
+            discounting=cfg.gamma,
+            gae_lambda=cfg.gae_lambda,
+            clipping_epsilon=cfg.clip_eps,
+            max_grad_norm=cfg.max_grad_norm,
+            reward_scaling=cfg.reward_scale,
+            normalize_observations=True,
+            bootstrap_on_timeout=True,
+            network_factory=network,
+            num_evals=3,
+            num_eval_envs=eval_envs,
+            deterministic_eval=True,
+            seed=seed,
+        )
+    train_epochs = [m for _, m in epochs if "training/sps" in m]
+    first_s = train_epochs[0]["training/walltime"]  # compile + one epoch
+    steady_s = train_epochs[-1]["training/walltime"] - train_epochs[-2]["training/walltime"]
+    return {
+        "env_steps_per_s": train_epochs[-1]["training/sps"],
+        "compile_s": max(first_s - steady_s, 0.0),
+        "eval_return": epochs[-1][1]["eval/episode_reward"],
+        "wall_s": epochs[-1][0],
+    }
+
+
+REJAX_SCRIPT = r"""
+import json, sys, time
+import jax
+from rejax import PPO
+cfg = json.loads(sys.argv[1])
+algo = PPO.create(env="CartPole-v1", **cfg)
+train = jax.jit(algo.train)
+t0 = time.perf_counter(); out = jax.block_until_ready(train(jax.random.PRNGKey(0)))
+first = time.perf_counter() - t0
+t0 = time.perf_counter(); ts, ev = jax.block_until_ready(train(jax.random.PRNGKey(0)))
+steady = time.perf_counter() - t0
+ret = ev[1] if isinstance(ev, tuple) else ev
+print(json.dumps({"first_s": first, "steady_s": steady,
+                  "final_eval_return": float(jax.numpy.mean(ret[-1]))}))
+"""
+
+
+def rejax_ppo(cfg: TrainConfig, total_steps: int) -> dict[str, Any]:
+    """rejax PPO on gymnax CartPole-v1 with matched settings, in a subprocess whose path
+    starts with $VECPG_REJAX_PATH (rejax 0.1.3 needs gymnax 0.0.9's 5-value step)."""
+    path = os.environ.get(REJAX_PATH_ENV)
+    if not path or not Path(path, "rejax").exists():
+        return {"skipped": f"set {REJAX_PATH_ENV} to a dir with rejax + gymnax==0.0.9"}
+    settings = {
+        "num_envs": cfg.num_envs,
+        "num_steps": cfg.num_steps,
+        "num_epochs": cfg.update_epochs,
+        "num_minibatches": cfg.num_minibatches,
+        "learning_rate": cfg.learning_rate,
+        "gamma": cfg.gamma,
+        "gae_lambda": cfg.gae_lambda,
+        "clip_eps": cfg.clip_eps,
+        "ent_coef": cfg.ent_coef,
+        "vf_coef": cfg.vf_coef,
+        "max_grad_norm": cfg.max_grad_norm,
+        "total_timesteps": total_steps,
+        "eval_freq": total_steps,
+        "normalize_observations": cfg.normalize_obs,
+        "agent_kwargs": {"hidden_layer_sizes": list(cfg.hidden), "activation": cfg.activation},
+    }
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([path, os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run(
+        [sys.executable, "-c", REJAX_SCRIPT, json.dumps(settings)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=1800,
+    )
+    if proc.returncode != 0:
+        return {"skipped": "rejax failed: " + (proc.stderr.strip().splitlines() or ["?"])[-1]}
+    r = json.loads(proc.stdout.strip().splitlines()[-1])
+    return {
+        "env_steps_per_s": total_steps / r["steady_s"],
+        "compile_s": max(r["first_s"] - r["steady_s"], 0.0),
+        "eval_return": r["final_eval_return"],
+    }
