@@ -25,6 +25,9 @@ def test_bench_quick_writes_positive_finite_numbers(tmp_path, capsys):
     for algo in ("ppo", "trpo"):
         assert set(r["iteration"][algo]) == {"compile_s", "iteration_s", "env_steps_per_s"}
     assert [row["seeds"] for row in r["seeds_scaling"]] == [1, 4]
+    for algo in ("ppo", "trpo"):
+        assert set(r["phases"][algo]) == {"rollout_s", "batch_gae_s", "update_s"}
+        assert all(v > 0 for v in r["phases"][algo].values())
     for row in r["seeds_scaling"]:
         assert {"compile_s", "env_steps_per_s", "xla_memory_bytes", "over_one_seed"} <= set(row)
     assert [o["log_every"] for o in r["logging_overhead"]] == [10, 1]

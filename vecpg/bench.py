@@ -193,6 +193,11 @@ def run_bench(plan: BenchPlan, log=print) -> dict[str, Any]:
     ceiling = result["ceiling"]["env_steps_per_s"]
     result["over_ceiling"] = {a: it[a]["env_steps_per_s"] / ceiling for a in it}
     result["trpo_over_ppo_iteration"] = it["trpo"]["iteration_s"] / it["ppo"]["iteration_s"]
+    log("bench: phases of one iteration")
+    result["phases"] = {
+        a: bench_throughput.phase_timings(dataclasses.replace(base, algo=a), plan.repeats * 3)
+        for a in ("ppo", "trpo")
+    }
     log("bench: trust-region pieces")
     result["trust_region_cost"] = trust_region_cost(base, repeats=max(5, 5 * plan.repeats))
     if plan.peer_steps and base.env.startswith("brax/"):
@@ -251,18 +256,23 @@ def peer_comparison(base: TrainConfig, steps: int) -> dict[str, Any]:
 
 
 def rejax_comparison(steps: int) -> dict[str, Any]:
+    import tempfile
+
     from vecpg import bench_peers
     from vecpg.api import train
+    from vecpg.evaluate import evaluate
 
     cfg = TrainConfig(total_steps=steps)
     rejax = bench_peers.rejax_ppo(cfg, steps)
     if "skipped" in rejax:
         return rejax
-    res = train(cfg, seeds=[0])
+    with tempfile.TemporaryDirectory() as d:
+        res = train(cfg, seeds=[0], run_dir=Path(d) / "run")
+        ret = float(evaluate(Path(d) / "run", episodes=128).deterministic.mean())
     vec = {
         "env_steps_per_s": float(res.summary()["env_steps_per_s"]),
         "compile_s": res.compile_s,
-        "final_return": float(res.final_returns()[0]),
+        "eval_return": ret,
     }
     return {
         "rejax": rejax,
@@ -301,6 +311,21 @@ def to_markdown(r: dict[str, Any]) -> str:
         f"| one TRPO iteration | {it['trpo']['iteration_s'] * 1e3:.1f} ms "
         f"| {r['trpo_over_ppo_iteration']:.2f}x |",
     ]
+    lines += [
+        "",
+        "Phases of one iteration, each jitted on its own (one lane):",
+        "",
+        "| algo | rollout (ms) | values + GAE (ms) | update (ms) | sum (ms) "
+        "| fused iteration (ms) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for algo, ph in r["phases"].items():
+        total = ph["rollout_s"] + ph["batch_gae_s"] + ph["update_s"]
+        lines.append(
+            f"| {algo} | {ph['rollout_s'] * 1e3:.1f} | {ph['batch_gae_s'] * 1e3:.1f} "
+            f"| {ph['update_s'] * 1e3:.1f} | {total * 1e3:.1f} "
+            f"| {it[algo]['iteration_s'] * 1e3:.1f} |"
+        )
     lines += peers_markdown(r)
     lines += [
         "",
@@ -344,7 +369,6 @@ def peers_markdown(r: dict[str, Any]) -> list[str]:
             lines += ["", f"{label}: skipped ({p['skipped']})."]
             continue
         peer = p["brax"] if key == "brax_ppo" else p["rejax"]
-        vret = p["vecpg"].get("eval_return", p["vecpg"].get("final_return"))
         lines += [
             "",
             f"{label} vs vecpg ppo, matched settings, {p.get('env_steps', '')} env steps, seed 0:",
@@ -354,7 +378,7 @@ def peers_markdown(r: dict[str, Any]) -> list[str]:
             f"| {label} | {peer['compile_s']:.1f} | {peer['env_steps_per_s']:,.0f} "
             f"| {peer.get('eval_return', float('nan')):.1f} |",
             f"| vecpg ppo | {p['vecpg']['compile_s']:.1f} | {p['vecpg']['env_steps_per_s']:,.0f} "
-            f"| {vret:.1f} |",
+            f"| {p['vecpg']['eval_return']:.1f} |",
             "",
             f"vecpg / {label} throughput: {p['throughput_ratio']:.2f}x",
         ]
@@ -363,7 +387,7 @@ def peers_markdown(r: dict[str, Any]) -> list[str]:
 
 def check_result(r: dict[str, Any]) -> None:
     """Every number positive and finite (the CI smoke test's assertion)."""
-    keys = ("ceiling", "iteration", "over_ceiling", "trust_region_cost", "seeds_scaling")
+    keys = ("ceiling", "iteration", "over_ceiling", "phases", "trust_region_cost", "seeds_scaling")
     nums = jax.tree.leaves({k: r[k] for k in keys})
     nums += jax.tree.leaves(r.get("logging_overhead", []))
     for v in nums:

@@ -167,3 +167,34 @@ def logging_overhead(cfg: TrainConfig, num_runs: int, repeats: int) -> dict[str,
 
 def scaled(cfg: TrainConfig, iterations: int) -> TrainConfig:
     return dataclasses.replace(cfg, total_steps=iterations * cfg.batch_size)
+
+
+def phase_timings(cfg: TrainConfig, repeats: int) -> dict[str, float]:
+    """Seconds of each phase of one iteration, each jitted on its own (one lane): the
+    rollout (policy + env steps + auto-reset), the batch (values + GAE) and the update
+    (all epochs and minibatches). Their sum next to the fused iteration shows what
+    fusion saves; their shares show where the time goes."""
+    from vecpg.algos import make_updater
+    from vecpg.networks import make_agent
+    from vecpg.rollout import rollout
+    from vecpg.trainer import init_train_state, make_batch
+
+    static, hp = cfg.static(), cfg.hparams()
+    env = make_env(cfg.env, cfg.backend)
+    agent = make_agent(env.spec, static.hidden, static.activation)
+    updater = make_updater(static, agent)
+    key = jax.random.key(0)
+    state = init_train_state(static, env, agent, updater, key, hp)
+    norm = static.normalize_obs
+
+    roll = jax.jit(lambda p, s, k: rollout(env, agent, p, norm, s, k, static.num_steps)[1])
+    batch_fn = jax.jit(lambda p, traj: make_batch(agent, p, traj, hp, norm))
+    update = jax.jit(lambda k, p, a, b: updater.update(k, p, a, b, hp)[0])
+    traj = jax.block_until_ready(roll(state.params, state.env_state, key))
+    batch = jax.block_until_ready(batch_fn(state.params, traj))
+    jax.block_until_ready(update(key, state.params, state.algo_state, batch))
+    return {
+        "rollout_s": median_call(roll, (state.params, state.env_state, key), repeats),
+        "batch_gae_s": median_call(batch_fn, (state.params, traj), repeats),
+        "update_s": median_call(update, (key, state.params, state.algo_state, batch), repeats),
+    }
