@@ -40,3 +40,18 @@ def test_bench_quick_writes_positive_finite_numbers(tmp_path, capsys):
     assert all(np.isfinite(x) and x > 0 for x in nums)
     md = (tmp_path / "bench.md").read_text()
     assert "one TRPO iteration" in md and "raw env ceiling" in md and "Seeds scaling" in md
+
+
+def test_brax_device_put_replicated_shim_is_scoped():
+    import jax
+    import jax.numpy as jnp
+
+    from vecpg.bench_peers import device_put_replicated_shim
+
+    had = hasattr(jax, "device_put_replicated")
+    with device_put_replicated_shim():
+        out = jax.device_put_replicated({"w": jnp.arange(3.0)}, jax.devices())
+        assert out["w"].shape == (jax.device_count(), 3)
+        np.testing.assert_array_equal(out["w"][-1], [0.0, 1.0, 2.0])
+        assert len(out["w"].sharding.device_set) == jax.device_count()
+    assert hasattr(jax, "device_put_replicated") == had  # bench-only: gone afterwards

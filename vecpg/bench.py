@@ -228,57 +228,46 @@ def run_bench(plan: BenchPlan, log=print) -> dict[str, Any]:
     return result
 
 
-def peer_comparison(base: TrainConfig, steps: int) -> dict[str, Any]:
-    """Brax PPO and vecpg ppo, same env, settings and env steps, one seed each; returns
-    are deterministic-policy evaluations (Brax's eval; `vecpg.evaluate`)."""
+def vecpg_side(cfg: TrainConfig, eval_episodes: int) -> dict[str, float]:
+    """vecpg ppo on one seed: steady-state env steps/s, compile time and the final
+    policy's deterministic return (`vecpg.evaluate`)."""
     import tempfile
 
-    from vecpg import bench_peers
     from vecpg.api import train
     from vecpg.evaluate import evaluate
 
-    brax = bench_peers.brax_ppo(base, steps, eval_envs=16)
-    cfg = dataclasses.replace(base, total_steps=steps)
     with tempfile.TemporaryDirectory() as d:
         res = train(cfg, seeds=[0], run_dir=Path(d) / "run")
-        ret = float(evaluate(Path(d) / "run", episodes=16).deterministic.mean())
-    vec = {
+        ret = float(evaluate(Path(d) / "run", episodes=eval_episodes).deterministic.mean())
+    return {
         "env_steps_per_s": float(res.summary()["env_steps_per_s"]),
         "compile_s": res.compile_s,
         "eval_return": ret,
     }
-    return {
-        "env_steps": steps,
-        "brax": brax,
-        "vecpg": vec,
-        "throughput_ratio": vec["env_steps_per_s"] / brax["env_steps_per_s"],
-    }
+
+
+def peer_comparison(base: TrainConfig, steps: int) -> dict[str, Any]:
+    """Brax PPO and vecpg ppo, same env, settings and env steps, one seed each; returns
+    are deterministic-policy evaluations (Brax's eval over 16 episodes; vecpg's too)."""
+    from vecpg import bench_peers
+
+    brax = bench_peers.brax_ppo(base, steps, eval_envs=16)
+    vec = vecpg_side(dataclasses.replace(base, total_steps=steps), 16)
+    ratio = vec["env_steps_per_s"] / brax["env_steps_per_s"]
+    return {"env_steps": steps, "brax": brax, "vecpg": vec, "throughput_ratio": ratio}
 
 
 def rejax_comparison(steps: int) -> dict[str, Any]:
-    import tempfile
-
+    """rejax PPO and vecpg ppo on CartPole (vecpg's defaults), 128 evaluation episodes."""
     from vecpg import bench_peers
-    from vecpg.api import train
-    from vecpg.evaluate import evaluate
 
     cfg = TrainConfig(total_steps=steps)
     rejax = bench_peers.rejax_ppo(cfg, steps)
     if "skipped" in rejax:
         return rejax
-    with tempfile.TemporaryDirectory() as d:
-        res = train(cfg, seeds=[0], run_dir=Path(d) / "run")
-        ret = float(evaluate(Path(d) / "run", episodes=128).deterministic.mean())
-    vec = {
-        "env_steps_per_s": float(res.summary()["env_steps_per_s"]),
-        "compile_s": res.compile_s,
-        "eval_return": ret,
-    }
-    return {
-        "rejax": rejax,
-        "vecpg": vec,
-        "throughput_ratio": vec["env_steps_per_s"] / rejax["env_steps_per_s"],
-    }
+    vec = vecpg_side(cfg, 128)
+    ratio = vec["env_steps_per_s"] / rejax["env_steps_per_s"]
+    return {"env_steps": steps, "rejax": rejax, "vecpg": vec, "throughput_ratio": ratio}
 
 
 def to_markdown(r: dict[str, Any]) -> str:

@@ -2,6 +2,9 @@
 Brax's own PPO (`brax.training.agents.ppo.train`), and rejax PPO when installed for the
 bench (it needs gymnax 0.0.9, so it runs in a subprocess with its own path).
 
+Brax PPO keeps its default `bootstrap_on_timeout=False`: with its default training
+wrappers `True` fails (they do not set the `time_out` info key it reads).
+
 Matching: vecpg's iteration (num_envs x num_steps, num_minibatches x update_epochs) is
 Brax's training step with unroll_length=num_steps and batch_size*num_minibatches =
 num_envs; same MLP sizes and activation, Gaussian policy, observation normalisation,
@@ -22,7 +25,6 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from vecpg.config import TrainConfig
 
@@ -36,12 +38,12 @@ def device_put_replicated_shim() -> Iterator[None]:
     if hasattr(jax, "device_put_replicated"):
         yield
         return
-    from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
     def device_put_replicated(x, devices):
-        sharding = NamedSharding(Mesh(np.asarray(devices), ("d",)), PartitionSpec("d"))
-        stack = lambda a: jax.device_put(jnp.stack([jnp.asarray(a)] * len(devices)), sharding)  # noqa: E731
-        return jax.tree.map(stack, x)
+        # An identity pmap gives arrays laid out exactly like pmap outputs, so Brax's
+        # pmapped epoch does not recompile when its own outputs come back in.
+        stack = lambda a: jnp.stack([jnp.asarray(a)] * len(devices))  # noqa: E731
+        return jax.pmap(lambda t: t, devices=devices)(jax.tree.map(stack, x))
 
     jax.device_put_replicated = device_put_replicated
     try:
@@ -51,8 +53,9 @@ def device_put_replicated_shim() -> Iterator[None]:
 
 
 def brax_ppo(cfg: TrainConfig, total_steps: int, eval_envs: int, seed: int = 0) -> dict:
-    """Train Brax PPO on cfg's brax env with matched settings. Two training epochs: the
-    first includes compilation, the second is the steady-state env steps/s."""
+    """Train Brax PPO on cfg's brax env with matched settings, in three training epochs
+    (Brax's evals between them are not timed): the first includes compilation, the last
+    gives the steady-state env steps/s."""
     import functools
 
     from brax import envs
@@ -92,12 +95,12 @@ def brax_ppo(cfg: TrainConfig, total_steps: int, eval_envs: int, seed: int = 0) 
             max_grad_norm=cfg.max_grad_norm,
             reward_scaling=cfg.reward_scale,
             normalize_observations=True,
-            bootstrap_on_timeout=True,
             network_factory=network,
-            num_evals=3,
+            num_evals=4,
             num_eval_envs=eval_envs,
             deterministic_eval=True,
             seed=seed,
+            progress_fn=progress,
         )
     train_epochs = [m for _, m in epochs if "training/sps" in m]
     first_s = train_epochs[0]["training/walltime"]  # compile + one epoch

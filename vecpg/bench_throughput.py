@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from vecpg.config import TrainConfig
-from vecpg.envs import make_env, reset_episode, step_episode
+from vecpg.envs import Env, make_env, reset_episode, step_episode
 from vecpg.execute import compiled_train, plan_lanes, runs_sharding
 
 
@@ -43,11 +43,10 @@ def random_actions(spec, key: jax.Array, n: int) -> jax.Array:
     return jax.random.uniform(key, shape, minval=spec.action_low, maxval=spec.action_high)
 
 
-def ceiling_lane(env_name: str, backend: str, num_envs: int, num_steps: int, key_data):
+def ceiling_lane(env: Env, num_envs: int, num_steps: int, key_data: jax.Array) -> jax.Array:
     """One lane of the ceiling: num_envs envs stepped num_steps times with random actions,
     through the same time-limit/auto-reset wrapper the trainer uses. Returns the reward
     sum (so nothing is dead code)."""
-    env = make_env(env_name, backend)
     k_reset, k_act = jax.random.split(jax.random.wrap_key_data(key_data))
     state = jax.vmap(reset_episode, in_axes=(None, 0))(env, jax.random.split(k_reset, num_envs))
 
@@ -66,7 +65,10 @@ def env_ceiling(cfg: TrainConfig, iterations: int, repeats: int) -> dict[str, fl
     lanes = jax.device_count()
     keys, _, _ = lane_inputs(cfg, lanes)
     steps = iterations * cfg.num_steps
-    one = functools.partial(ceiling_lane, cfg.env, cfg.backend, cfg.num_envs, steps)
+    # Built outside the trace: brax creates arrays when an env is built, and a cached env
+    # built under jit would hold that trace's values.
+    env = make_env(cfg.env, cfg.backend)
+    one = functools.partial(ceiling_lane, env, cfg.num_envs, steps)
     sharding = runs_sharding()
     t0 = time.perf_counter()
     fn = jax.jit(jax.vmap(one), in_shardings=sharding).lower(keys).compile()
