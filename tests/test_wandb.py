@@ -102,3 +102,29 @@ def test_bad_wandb_mode_is_one_line(capsys):
 
     assert main(["train", "--wandb", "cloud"]) == 2
     assert "invalid wandb='cloud': allowed: disabled, offline, online" in capsys.readouterr().err
+
+
+def test_sweep_logs_one_run_per_point_and_seed(tmp_path, no_wandb_env):
+    out = tmp_path / "sw"
+    res = vecpg.sweep(
+        TINY, {"learning_rate": [1e-3, 3e-4]}, seeds=2, out=out, wandb=WandbOptions("offline")
+    )
+    runs = offline_runs(out / "wandb")
+    names = {f"learning_rate={lr:g}-seed{s}" for lr in (1e-3, 3e-4) for s in (0, 1)}
+    assert set(runs) == names | {"sw-aggregate-0", "sw-aggregate-1"}
+    run = runs["learning_rate=0.0003-seed1"]
+    assert run["config"]["learning_rate"] == pytest.approx(3e-4) and run["config"]["seed"] == 1
+    logged = np.array([row["episode_return"] for row in run["history"]], np.float32)
+    np.testing.assert_array_equal(logged, res.metrics["episode_return"][1, 1])
+    assert (out / "ranking.md").exists()
+
+
+def test_render_html_is_logged_as_wandb_html(tmp_path, no_wandb_env):
+    from vecpg.tracking import log_html
+
+    page = tmp_path / "rollout.html"
+    page.write_text("<html><body>trajectory</body></html>")
+    log_html(WandbOptions("offline", group="g"), tmp_path, "render-seed0", page)
+    run = offline_runs(tmp_path / "wandb")["render-seed0"]
+    assert run["group"] == "g"
+    assert run["history"][0]["rollout/_type"] == "html-file"

@@ -206,16 +206,18 @@ def run_bench(plan: BenchPlan, log=print) -> dict[str, Any]:
     if plan.peer_steps:
         log("bench: rejax PPO vs vecpg ppo on CartPole")
         result["rejax_ppo"] = rejax_comparison(plan.peer_steps)
-    log("bench: seeds scaling")
+    if plan.scaling_seeds:
+        log("bench: seeds scaling")
     scale_cfg = TrainConfig(
         env=plan.scaling_env,
         num_envs=plan.scaling_envs,
         num_steps=plan.scaling_steps,
         total_steps=plan.iterations * plan.scaling_envs * plan.scaling_steps,
     )
-    result["seeds_scaling"] = bench_throughput.seeds_scaling(
-        scale_cfg, plan.scaling_seeds, plan.repeats
-    )
+    if plan.scaling_seeds:
+        result["seeds_scaling"] = bench_throughput.seeds_scaling(
+            scale_cfg, plan.scaling_seeds, plan.repeats
+        )
     if plan.logging_runs:
         log("bench: host-callback / W&B logging overhead")
         log_cfg = dataclasses.replace(scale_cfg, total_steps=48 * scale_cfg.batch_size)
@@ -316,19 +318,8 @@ def to_markdown(r: dict[str, Any]) -> str:
             f"| {it[algo]['iteration_s'] * 1e3:.1f} |"
         )
     lines += peers_markdown(r)
-    lines += [
-        "",
-        f"Seeds scaling ({s['scaling_env']}, ppo, {s['scaling_envs']} envs x "
-        f"{s['scaling_steps']} steps per seed, {s['iterations']} iterations, one vmapped call):",
-        "",
-        "| seeds | compile (s) | total env steps/s | vs 1 seed | XLA memory (MiB) |",
-        "|---|---|---|---|---|",
-    ]
-    for row in r["seeds_scaling"]:
-        lines.append(
-            f"| {row['seeds']} | {row['compile_s']:.1f} | {row['env_steps_per_s']:,.0f} "
-            f"| {row['over_one_seed']:.2f}x | {row['xla_memory_bytes'] / 2**20:.1f} |"
-        )
+    if "seeds_scaling" in r:
+        lines += seeds_markdown(r)
     if "logging_overhead" in r:
         lines += [
             "",
@@ -346,6 +337,24 @@ def to_markdown(r: dict[str, Any]) -> str:
                 f"| {o['wandb_over_no_callback']:.3f}x | {o['wandb_finish_s']:.2f} |"
             )
     return "\n".join(lines) + "\n"
+
+
+def seeds_markdown(r: dict[str, Any]) -> list[str]:
+    s = r["settings"]
+    lines = [
+        "",
+        f"Seeds scaling ({s['scaling_env']}, ppo, {s['scaling_envs']} envs x "
+        f"{s['scaling_steps']} steps per seed, {s['iterations']} iterations, one vmapped call):",
+        "",
+        "| seeds | compile (s) | total env steps/s | vs 1 seed | XLA memory (MiB) |",
+        "|---|---|---|---|---|",
+    ]
+    for row in r["seeds_scaling"]:
+        lines.append(
+            f"| {row['seeds']} | {row['compile_s']:.1f} | {row['env_steps_per_s']:,.0f} "
+            f"| {row['over_one_seed']:.2f}x | {row['xla_memory_bytes'] / 2**20:.1f} |"
+        )
+    return lines
 
 
 def peers_markdown(r: dict[str, Any]) -> list[str]:
@@ -377,7 +386,7 @@ def peers_markdown(r: dict[str, Any]) -> list[str]:
 def check_result(r: dict[str, Any]) -> None:
     """Every number positive and finite (the CI smoke test's assertion)."""
     keys = ("ceiling", "iteration", "over_ceiling", "phases", "trust_region_cost", "seeds_scaling")
-    nums = jax.tree.leaves({k: r[k] for k in keys})
+    nums = jax.tree.leaves({k: r[k] for k in keys if k in r})
     nums += jax.tree.leaves(r.get("logging_overhead", []))
     for v in nums:
         if v is None or isinstance(v, str):

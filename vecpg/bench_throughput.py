@@ -16,6 +16,7 @@ import numpy as np
 
 from vecpg.config import TrainConfig
 from vecpg.envs import Env, make_env, reset_episode, step_episode
+from vecpg.envs.wrappers import fresh_starts
 from vecpg.execute import compiled_train, plan_lanes, runs_sharding
 
 
@@ -43,19 +44,29 @@ def random_actions(spec, key: jax.Array, n: int) -> jax.Array:
     return jax.random.uniform(key, shape, minval=spec.action_low, maxval=spec.action_high)
 
 
-def ceiling_lane(env: Env, num_envs: int, num_steps: int, key_data: jax.Array) -> jax.Array:
-    """One lane of the ceiling: num_envs envs stepped num_steps times with random actions,
-    through the same time-limit/auto-reset wrapper the trainer uses. Returns the reward
-    sum (so nothing is dead code)."""
-    k_reset, k_act = jax.random.split(jax.random.wrap_key_data(key_data))
+def ceiling_lane(
+    env: Env, num_envs: int, num_steps: int, iterations: int, key_data: jax.Array
+) -> jax.Array:
+    """One lane of the ceiling: the trainer's env work without the agent. num_envs envs
+    stepped num_steps x iterations times with random actions, through the same
+    time-limit/auto-reset wrapper and per-rollout fresh starts. Returns the reward sum
+    (so nothing is dead code)."""
+    k_reset, key = jax.random.split(jax.random.wrap_key_data(key_data))
     state = jax.vmap(reset_episode, in_axes=(None, 0))(env, jax.random.split(k_reset, num_envs))
+    step = jax.vmap(step_episode, in_axes=(None, 0, 0, 0))
 
-    def body(state, k):
-        action = random_actions(env.spec, k, num_envs)
-        out = jax.vmap(step_episode, in_axes=(None, 0, 0))(env, state, action)
-        return out.state, jnp.sum(out.reward)
+    def rollout(state, k):
+        k_fresh, k_act = jax.random.split(k)
+        fresh = fresh_starts(env, k_fresh, num_envs)
 
-    _, rewards = jax.lax.scan(body, state, jax.random.split(k_act, num_steps))
+        def body(state, k):
+            out = step(env, state, random_actions(env.spec, k, num_envs), fresh)
+            return out.state, jnp.sum(out.reward)
+
+        state, rewards = jax.lax.scan(body, state, jax.random.split(k_act, num_steps))
+        return state, jnp.sum(rewards)
+
+    _, rewards = jax.lax.scan(rollout, state, jax.random.split(key, iterations))
     return jnp.sum(rewards)
 
 
@@ -64,11 +75,10 @@ def env_ceiling(cfg: TrainConfig, iterations: int, repeats: int) -> dict[str, fl
     lanes (one per device), num_envs and total steps as a timed training call."""
     lanes = jax.device_count()
     keys, _, _ = lane_inputs(cfg, lanes)
-    steps = iterations * cfg.num_steps
     # Built outside the trace: brax creates arrays when an env is built, and a cached env
     # built under jit would hold that trace's values.
     env = make_env(cfg.env, cfg.backend)
-    one = functools.partial(ceiling_lane, env, cfg.num_envs, steps)
+    one = functools.partial(ceiling_lane, env, cfg.num_envs, cfg.num_steps, iterations)
     sharding = runs_sharding()
     t0 = time.perf_counter()
     fn = jax.jit(jax.vmap(one), in_shardings=sharding).lower(keys).compile()
@@ -77,7 +87,7 @@ def env_ceiling(cfg: TrainConfig, iterations: int, repeats: int) -> dict[str, fl
     run_s = median_call(fn, (keys,), repeats)
     return {
         "compile_s": compile_s,
-        "env_steps_per_s": lanes * steps * cfg.num_envs / run_s,
+        "env_steps_per_s": lanes * iterations * cfg.batch_size / run_s,
     }
 
 

@@ -117,6 +117,8 @@ class BenchCommand:
     """Env steps for the Brax PPO (brax envs) and rejax comparisons (0: skip peers)."""
     scaling_seeds: Annotated[tuple[int, ...], tyro.conf.UseAppendAction] = ()
     """Repeatable seed count for the scaling table (default 1, 8, 32, 128)."""
+    scaling: bool = True
+    """Measure seeds scaling (CartPole, 1/8/32/128 seeds by default)."""
     logging_runs: int = 8
     """Seeds for the host-callback / W&B overhead measurement (0: skip)."""
     quick: bool = False
@@ -211,6 +213,7 @@ def run_bench_cmd(cmd: BenchCommand) -> int:
             peer_steps=cmd.peer_steps,
             logging_runs=cmd.logging_runs,
             **({"scaling_seeds": tuple(cmd.scaling_seeds)} if cmd.scaling_seeds else {}),
+            **({} if cmd.scaling else {"scaling_seeds": ()}),
         )
     result = bench.run_bench(plan)
     bench.check_result(result)

@@ -7,8 +7,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from vecpg.envs.protocol import Env
-from vecpg.envs.wrappers import EpisodeState, step_episode
+from vecpg.envs.protocol import Env, EnvStep
+from vecpg.envs.wrappers import EpisodeState, fresh_starts, step_episode
 from vecpg.networks import Agent, AgentParams, env_action, policy_dist
 
 
@@ -34,12 +34,16 @@ def actor_step(
     use_norm: bool,
     env_state: EpisodeState,
     key: jax.Array,
+    fresh: EnvStep | None = None,
 ) -> tuple[EpisodeState, Transition]:
-    """One step of B envs: sample a ~ pi(.|s), step, auto-reset. env_state: [B]."""
+    """One step of B envs: sample a ~ pi(.|s), step, auto-reset (to `fresh` [B] if
+    given). env_state: [B]."""
     dist = policy_dist(agent, params, env_state.obs, use_norm)
     action = agent.dist.sample(key, dist)
     log_prob = agent.dist.log_prob(dist, action)
-    out = jax.vmap(step_episode, in_axes=(None, 0, 0))(env, env_state, env_action(agent, action))
+    out = jax.vmap(step_episode, in_axes=(None, 0, 0, 0))(
+        env, env_state, env_action(agent, action), fresh
+    )
     return out.state, Transition(
         obs=env_state.obs,
         action=action,
@@ -63,12 +67,15 @@ def rollout(
     key: jax.Array,
     num_steps: int,
 ) -> tuple[EpisodeState, Transition]:
-    """num_steps actor steps -> (final env state [B], Transition [T, B])."""
+    """num_steps actor steps -> (final env state [B], Transition [T, B]). Envs that end
+    during the rollout restart from initial states sampled once for this rollout."""
+    k_reset, k_steps = jax.random.split(key)
+    fresh = fresh_starts(env, k_reset, env_state.t.shape[0])
 
     def body(state, k):
-        return actor_step(env, agent, params, use_norm, state, k)
+        return actor_step(env, agent, params, use_norm, state, k, fresh)
 
-    return jax.lax.scan(body, env_state, jax.random.split(key, num_steps))
+    return jax.lax.scan(body, env_state, jax.random.split(k_steps, num_steps))
 
 
 def finished_episode_stats(traj: Transition) -> tuple[jax.Array, jax.Array, jax.Array]:

@@ -9,7 +9,7 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 
-from vecpg.envs.protocol import Env
+from vecpg.envs.protocol import Env, EnvStep
 
 
 @flax.struct.dataclass
@@ -44,11 +44,22 @@ def reset_episode(env: Env, key: jax.Array) -> EpisodeState:
     return EpisodeState(ts.state, ts.obs, jnp.int32(0), zero, key)
 
 
-def step_episode(env: Env, state: EpisodeState, action: jax.Array) -> EpisodeStep:
+def fresh_starts(env: Env, key: jax.Array, num_envs: int) -> EnvStep:
+    """[num_envs] freshly sampled initial states, for `step_episode(..., fresh=)`."""
+    return jax.vmap(env.reset)(jax.random.split(key, num_envs))
+
+
+def step_episode(
+    env: Env, state: EpisodeState, action: jax.Array, fresh: EnvStep | None = None
+) -> EpisodeStep:
     """Step, then reset if the episode ended (terminated, truncated or non-finite).
 
     A non-finite obs or reward is replaced by zeros and the step is treated as terminal:
     nothing is bootstrapped from it, and it is counted in `nonfinite`.
+
+    The reset state is `fresh` when given (the rollout samples one per env per
+    iteration: an env's reset costs as much as a step in brax, and under vmap a reset
+    computed only where needed would still run everywhere), else sampled here.
     """
     ts = env.step(state.env_state, action)
     nonfinite = ~(jnp.all(jnp.isfinite(ts.obs)) & jnp.isfinite(ts.reward))
@@ -61,7 +72,8 @@ def step_episode(env: Env, state: EpisodeState, action: jax.Array) -> EpisodeSte
     ep_return = state.ep_return + reward
 
     key, sub = jax.random.split(state.key)
-    fresh = env.reset(sub)
+    if fresh is None:
+        fresh = env.reset(sub)
     pick = lambda new, old: jnp.where(done, new, old)  # noqa: E731
     new_state = EpisodeState(
         env_state=jax.tree.map(pick, fresh.state, ts.state),
