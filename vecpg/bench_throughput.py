@@ -17,7 +17,7 @@ import numpy as np
 from vecpg.config import TrainConfig
 from vecpg.envs import Env, make_env, reset_episode, step_episode
 from vecpg.envs.wrappers import fresh_starts
-from vecpg.execute import compiled_train, plan_lanes, runs_sharding
+from vecpg.execute import _train_from_key_data, compiled_train, plan_lanes, runs_sharding
 
 
 def lane_inputs(cfg: TrainConfig, num_runs: int) -> tuple:
@@ -144,7 +144,7 @@ def logging_overhead(cfg: TrainConfig, num_runs: int, repeats: int) -> dict[str,
     sharding = runs_sharding()
     bare_fns = make_train_fns(cfg.static(), None)
     bare = jax.jit(
-        jax.vmap(lambda k, hp, lane: bare_fns.train(jax.random.wrap_key_data(k), hp, lane)[1]),
+        functools.partial(_train_from_key_data, bare_fns, cfg.num_iterations),
         in_shardings=sharding,
     )
     with_cb = compiled_train(cfg.static(), args[0].shape[0])

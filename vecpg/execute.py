@@ -66,23 +66,27 @@ def _host_keys(state):
 
 
 def _typed_keys(fns: TrainFns, state, hp: HParams):
-    """Inverse of `_host_keys`, using the abstract initial state to find the key leaves."""
+    """Inverse of `_host_keys` (leaves [R, ...]), using the abstract initial state to find
+    the key leaves."""
     abstract_hp = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), hp)
-    like = jax.eval_shape(fns.init, jax.random.key(0), abstract_hp)
+    keys = jax.ShapeDtypeStruct(hp.gamma.shape, jax.random.key(0).dtype)
+    like = jax.eval_shape(jax.vmap(fns.init), keys, abstract_hp)
     return jax.tree.map(lambda t, x: jax.random.wrap_key_data(x) if _is_key(t) else x, like, state)
 
 
-def _train_from_key_data(fns: TrainFns, key_data: jax.Array, hp: HParams, lane: jax.Array):
-    state, metrics = fns.train(jax.random.wrap_key_data(key_data), hp, lane)
+def _train_from_key_data(fns: TrainFns, num_iterations: int, key_data, hp: HParams, lanes):
+    """The whole run of all lanes: vmapped init, then the iteration scan."""
+    state = jax.vmap(fns.init)(jax.random.wrap_key_data(key_data), hp)
+    state, metrics = fns.run(num_iterations, state, hp, lanes, jnp.int32(0))
     return _host_keys(state), metrics
 
 
 def _init_from_key_data(fns: TrainFns, key_data: jax.Array, hp: HParams):
-    return _host_keys(fns.init(jax.random.wrap_key_data(key_data), hp))
+    return _host_keys(jax.vmap(fns.init)(jax.random.wrap_key_data(key_data), hp))
 
 
-def _run_chunk(fns: TrainFns, length: int, state, hp: HParams, lane: jax.Array, start):
-    state, metrics = fns.run(length, _typed_keys(fns, state, hp), hp, lane, start)
+def _run_chunk(fns: TrainFns, length: int, state, hp: HParams, lanes: jax.Array, start):
+    state, metrics = fns.run(length, _typed_keys(fns, state, hp), hp, lanes, start)
     return _host_keys(state), metrics
 
 
@@ -115,8 +119,8 @@ def compiled_train(static: StaticConfig, num_runs: int):
     per lane every `log_every` iterations, a no-op with no sink active.
     """
     sharding = runs_sharding()
-    fn = functools.partial(_train_from_key_data, _train_fns(static))
-    jitted = jax.jit(jax.vmap(fn), in_shardings=sharding, out_shardings=sharding)
+    fn = functools.partial(_train_from_key_data, _train_fns(static), static.num_iterations)
+    jitted = jax.jit(fn, in_shardings=sharding, out_shardings=sharding)
     return jitted.lower(*_abstract_inputs(num_runs, sharding)).compile()
 
 
@@ -129,7 +133,7 @@ def compiled_chunk(static: StaticConfig, num_runs: int, length: int):
     fns = _train_fns(static)
     keys, hp, lanes = _abstract_inputs(num_runs, sharding)
     init = jax.jit(
-        jax.vmap(functools.partial(_init_from_key_data, fns)),
+        functools.partial(_init_from_key_data, fns),
         in_shardings=sharding,
         out_shardings=sharding,
     ).lower(keys, hp)
@@ -138,7 +142,7 @@ def compiled_chunk(static: StaticConfig, num_runs: int, length: int):
         init.out_info,
     )
     run = jax.jit(
-        jax.vmap(functools.partial(_run_chunk, fns, length), in_axes=(0, 0, 0, None)),
+        functools.partial(_run_chunk, fns, length),
         in_shardings=(sharding, sharding, sharding, replicated),
         out_shardings=sharding,
         donate_argnums=0,

@@ -1,8 +1,8 @@
 """Host side of the in-jit callback: live progress, and the hook W&B logging uses.
 
-The compiled program calls `emit(lane, iteration, buffer)` through `jax.debug.callback`
-every `log_every` iterations (and at the end of each chunk), once per lane; `buffer`
-holds the metrics of the last `log_every` iterations, slot `i % log_every` for
+The compiled program calls `emit(lanes, iteration, buffer)` through `jax.debug.callback`
+every `log_every` iterations (and at the end of each chunk), once for all lanes;
+`buffer` holds the metrics of the last `log_every` iterations, slot `i % log_every` for
 iteration i. `emit` forwards to whichever sinks are active, so the compiled program
 does not depend on them and can be cached. Sinks must return quickly: the device
 waits for the callback.
@@ -27,14 +27,20 @@ class Sink(Protocol):
     def record(self, lane: int, iteration: int, buffer: dict[str, np.ndarray]) -> None: ...
 
 
-def emit(lane, iteration, buffer) -> None:
-    """Called from the compiled run; lane -1 is padding and is dropped."""
-    lane = int(lane)
-    if lane < 0 or not _sinks:
+def emit(lanes, iteration, buffer) -> None:
+    """Called from the compiled run with every lane at once: lanes [R], buffer leaves
+    [log_every, R]. Forwards each real lane (id >= 0; -1 is padding) to the sinks."""
+    if not _sinks:
         return
+    lanes = np.asarray(lanes)
     buffer = {k: np.asarray(v) for k, v in buffer.items()}
-    for sink in list(_sinks):
-        sink.record(lane, int(iteration), buffer)
+    iteration = int(iteration)
+    for r, lane in enumerate(lanes.tolist()):
+        if lane < 0:
+            continue
+        mine = {k: v[:, r] for k, v in buffer.items()}
+        for sink in list(_sinks):
+            sink.record(lane, iteration, mine)
 
 
 @contextlib.contextmanager

@@ -18,6 +18,7 @@ import os
 import queue
 import socket
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -213,6 +214,7 @@ class WandbLogger:
         for it in range(max(self._logged[lane] + 1, iteration - size + 1), iteration + 1):
             row = {k: float(v[it % size]) for k, v in buffer.items()}
             run.log(row)
+            time.sleep(0)  # hand the GIL to a waiting host callback: the device waits on it
             vals = self._agg.setdefault((point, it), [])
             vals.append((row["env_steps"], row["episode_return"]))
             if len(vals) == sum(1 for x in self.lanes if x.point == point):

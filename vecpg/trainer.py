@@ -23,7 +23,9 @@ from vecpg.networks import Agent, AgentParams, init_agent_params, make_agent
 from vecpg.normalize import normalize, update_stats
 from vecpg.rollout import Transition, finished_episode_stats, rollout
 
-ProgressFn = Callable[[jax.Array, jax.Array, dict[str, jax.Array]], None]  # lane, iteration, buffer
+ProgressFn = Callable[
+    [jax.Array, jax.Array, dict[str, jax.Array]], None
+]  # lanes, iteration, buffer
 
 
 @flax.struct.dataclass
@@ -143,23 +145,26 @@ def run_iterations(
     length: int,
     state: TrainState,
     hp: HParams,
-    lane: jax.Array,
+    lanes: jax.Array,
     start: jax.Array,
 ) -> tuple[TrainState, dict[str, jax.Array]]:
-    """Iterations start .. start+length-1 of one lane; metrics leaves are [length].
+    """Iterations start .. start+length-1 of R lanes: state, hp and lanes have a leading
+    [R] axis; metrics leaves come out [R, length].
 
-    `start` must be unbatched under vmap (it is the same for every lane): the skip of
-    iterations past `num_iterations` (only compiled in when `length` does not divide
-    them) and the host-callback condition then stay real conds, not selects.
-
-    Every iteration's metrics go into a [log_every] buffer carried by the scan; the
-    buffer is sent to the host (`progress(lane, iteration, buffer)`) every `log_every`
-    iterations and at the end of the chunk, so the host sees every iteration in
-    batches while the compiled call runs.
+    The scan runs over iterations with the lanes vmapped inside its body (the same
+    program as vmapping a per-lane scan), so the host callback sits outside the vmap:
+    every `log_every` iterations and at the end of the chunk, ONE call
+    `progress(lanes, iteration, buffer)` hands over a [log_every, R] buffer of every
+    iteration's metrics. `start` is a scalar, so the skip of iterations past
+    `num_iterations` (compiled in only when `length` does not divide them) and the
+    callback condition are real conds.
     """
-    step = functools.partial(train_iteration, static, env, agent, updater, hp)
+    step = jax.vmap(
+        lambda s, h, it: train_iteration(static, env, agent, updater, h, s, it),
+        in_axes=(0, 0, None),
+    )
     last = static.num_iterations - 1
-    shapes = jax.eval_shape(step, state, start)[1]
+    shapes = jax.eval_shape(step, state, hp, start)[1]
     zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
     buf0 = jax.tree.map(lambda s: jnp.zeros((static.log_every, *s.shape), s.dtype), shapes)
     masked = static.num_iterations % length != 0
@@ -167,22 +172,24 @@ def run_iterations(
     def body(carry, it):
         state, buf = carry
         if masked:
-            state, metrics = jax.lax.cond(it <= last, step, lambda s, _: (s, zeros), state, it)
+            state, metrics = jax.lax.cond(
+                it <= last, lambda s: step(s, hp, it), lambda s: (s, zeros), state
+            )
         else:
-            state, metrics = step(state, it)
+            state, metrics = step(state, hp, it)
         if progress is not None:
             slot = it % static.log_every
             buf = jax.tree.map(lambda b, m: b.at[slot].set(m), buf, metrics)
             flush = (slot == static.log_every - 1) | (it == last) | (it == start + length - 1)
             jax.lax.cond(
                 flush & (it <= last),
-                lambda: jax.debug.callback(progress, lane, it, buf),
+                lambda: jax.debug.callback(progress, lanes, it, buf),
                 lambda: None,
             )
         return (state, buf), metrics
 
     (state, _), metrics = jax.lax.scan(body, (state, buf0), start + jnp.arange(length))
-    return state, metrics
+    return state, jax.tree.map(lambda m: jnp.moveaxis(m, 0, 1), metrics)
 
 
 def train(
@@ -195,20 +202,31 @@ def train(
     hp: HParams,
     lane: jax.Array | int = 0,
 ) -> tuple[TrainState, dict[str, jax.Array]]:
-    """The full run for one seed: metrics leaves are [num_iterations]."""
+    """The full run for one seed: metrics leaves are [num_iterations]. Vmappable."""
     state = init_train_state(static, env, agent, updater, key, hp)
-    n = static.num_iterations
-    return run_iterations(
-        static, env, agent, updater, progress, n, state, hp, jnp.int32(lane), jnp.int32(0)
+    add = lambda x: jnp.asarray(x)[None]  # noqa: E731
+    state, metrics = run_iterations(
+        static,
+        env,
+        agent,
+        updater,
+        progress,
+        static.num_iterations,
+        jax.tree.map(add, state),
+        jax.tree.map(add, hp),
+        add(jnp.int32(lane)),
+        jnp.int32(0),
     )
+    return jax.tree.map(lambda x: x[0], (state, metrics))
 
 
 class TrainFns(NamedTuple):
     """The pure pieces of a run, bound to one static config (all vmappable)."""
 
-    init: Callable[[jax.Array, HParams], TrainState]
-    run: Callable[..., tuple[TrainState, dict[str, jax.Array]]]  # (length, state, hp, lane, start)
-    train: Callable[..., tuple[TrainState, dict[str, jax.Array]]]  # (key, hp, lane)
+    init: Callable[[jax.Array, HParams], TrainState]  # one lane (vmap it)
+    run: Callable[..., tuple[TrainState, dict[str, jax.Array]]]  # (length, state, hp, lanes,
+    # start), all lanes at once
+    train: Callable[..., tuple[TrainState, dict[str, jax.Array]]]  # (key, hp, lane), one lane
 
 
 def make_train_fns(static: StaticConfig, progress: ProgressFn | None = None) -> TrainFns:

@@ -71,8 +71,9 @@ def step_episode(
     done = terminated | truncated
     ep_return = state.ep_return + reward
 
-    key, sub = jax.random.split(state.key)
-    if fresh is None:
+    key = state.key
+    if fresh is None:  # the key is only needed (and split) when resets are sampled here
+        key, sub = jax.random.split(state.key)
         fresh = env.reset(sub)
     pick = lambda new, old: jnp.where(done, new, old)  # noqa: E731
     new_state = EpisodeState(
