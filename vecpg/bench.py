@@ -227,6 +227,12 @@ def run_bench(plan: BenchPlan, log=print) -> dict[str, Any]:
             )
             for k in (10, 1)
         ]
+        if base.env != log_cfg.env:  # the bench env: heavier iterations, a realistic share
+            env_cfg = dataclasses.replace(base, total_steps=20 * base.batch_size)
+            runs = min(plan.logging_runs, 2)
+            result["logging_overhead"].append(
+                bench_throughput.logging_overhead(env_cfg, runs, plan.repeats)
+            )
     return result
 
 
@@ -326,13 +332,14 @@ def to_markdown(r: dict[str, Any]) -> str:
             "Host-callback cost (same program with and without the in-jit callback; W&B "
             "offline logging every seed):",
             "",
-            "| log_every | seeds | no callback (s) | callback, no sink (s) | W&B offline (s) "
-            "| W&B / no callback | W&B close after (s) |",
-            "|---|---|---|---|---|---|---|",
+            "| env | iterations | log_every | seeds | no callback (s) | callback, no sink (s) "
+            "| W&B offline (s) | W&B / no callback | W&B close after (s) |",
+            "|---|---|---|---|---|---|---|---|---|",
         ]
         for o in r["logging_overhead"]:
             lines.append(
-                f"| {o['log_every']} | {o['runs']} | {o['no_callback_s']:.2f} "
+                f"| {o['env']} | {o['iterations']} | {o['log_every']} | {o['runs']} "
+                f"| {o['no_callback_s']:.2f} "
                 f"| {o['callback_no_sink_s']:.2f} | {o['wandb_offline_s']:.2f} "
                 f"| {o['wandb_over_no_callback']:.3f}x | {o['wandb_finish_s']:.2f} |"
             )

@@ -151,6 +151,8 @@ def logging_overhead(cfg: TrainConfig, num_runs: int, repeats: int) -> dict[str,
     jax.block_until_ready(bare(*args))
     jax.block_until_ready(with_cb(*args))
     out = {
+        "env": cfg.env,
+        "iterations": cfg.num_iterations,
         "runs": num_runs,
         "log_every": cfg.log_every,
         "no_callback_s": median_call(bare, args, repeats),
