@@ -176,8 +176,6 @@ def train(
         )
     if checkpoint_every and run_dir is None:
         raise ConfigError("invalid checkpoint_every: checkpoints need a run_dir (--out)")
-    if run_dir is not None:
-        check_out_dir(Path(run_dir), overwrite)
     launch = {
         "seeds": seeds,
         "max_runs_per_call": max_runs_per_call,
@@ -185,6 +183,7 @@ def train(
     }
     if run_dir is not None:
         run_dir = Path(run_dir)
+        check_out_dir(run_dir, overwrite)
         if run_dir.exists() and overwrite:
             shutil.rmtree(run_dir)  # checkpoints and W&B files live in the new run dir
         run_dir.mkdir(parents=True, exist_ok=True)

@@ -369,37 +369,28 @@ def run_envs(cmd: EnvsCommand) -> int:
     return 0
 
 
+# name -> (flags, runner): one table serves parsing and dispatch.
+COMMANDS = {
+    "train": (TrainCommand, run_train),
+    "sweep": (SweepCommand, run_sweep),
+    "compare": (CompareCommand, run_compare),
+    "envs": (EnvsCommand, run_envs),
+    "bench": (BenchCommand, run_bench_cmd),
+    "eval": (EvalCommand, run_eval),
+    "render": (RenderCommand, run_render),
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help"):
         argv = ["train", *argv]  # `vecpg` alone runs the demo
     try:
         cmd = tyro.extras.subcommand_cli_from_dict(
-            {
-                "train": TrainCommand,
-                "sweep": SweepCommand,
-                "compare": CompareCommand,
-                "envs": EnvsCommand,
-                "bench": BenchCommand,
-                "eval": EvalCommand,
-                "render": RenderCommand,
-            },
-            args=argv,
-            prog="vecpg",
+            {name: flags for name, (flags, _) in COMMANDS.items()}, args=argv, prog="vecpg"
         )
-        if isinstance(cmd, TrainCommand):
-            return run_train(cmd)
-        if isinstance(cmd, CompareCommand):
-            return run_compare(cmd)
-        if isinstance(cmd, SweepCommand):
-            return run_sweep(cmd)
-        if isinstance(cmd, BenchCommand):
-            return run_bench_cmd(cmd)
-        if isinstance(cmd, EvalCommand):
-            return run_eval(cmd)
-        if isinstance(cmd, RenderCommand):
-            return run_render(cmd)
-        return run_envs(cmd)
+        runner = next(run for flags, run in COMMANDS.values() if type(cmd) is flags)
+        return runner(cmd)
     except ConfigError as e:
         print(f"vecpg: error: {e}", file=sys.stderr)
         return 2

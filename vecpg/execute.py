@@ -60,34 +60,19 @@ def _is_key(x) -> bool:
     return jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
 
 
-def _host_keys(state):
-    """Typed PRNG keys -> raw key data, so states cross jit boundaries and checkpoints."""
-    return jax.tree.map(lambda x: jax.random.key_data(x) if _is_key(x) else x, state)
-
-
-def _typed_keys(fns: TrainFns, state, hp: HParams):
-    """Inverse of `_host_keys` (leaves [R, ...]), using the abstract initial state to find
-    the key leaves."""
-    abstract_hp = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), hp)
-    keys = jax.ShapeDtypeStruct(hp.gamma.shape, jax.random.key(0).dtype)
-    like = jax.eval_shape(jax.vmap(fns.init), keys, abstract_hp)
-    return jax.tree.map(lambda t, x: jax.random.wrap_key_data(x) if _is_key(t) else x, like, state)
+def _key_data(tree: Any) -> Any:
+    """Typed PRNG keys -> raw key data: numpy (and checkpoints) cannot hold typed keys."""
+    return jax.tree.map(lambda x: jax.random.key_data(x) if _is_key(x) else x, tree)
 
 
 def _train_from_key_data(fns: TrainFns, num_iterations: int, key_data, hp: HParams, lanes):
     """The whole run of all lanes: vmapped init, then the iteration scan."""
     state = jax.vmap(fns.init)(jax.random.wrap_key_data(key_data), hp)
-    state, metrics = fns.run(num_iterations, state, hp, lanes, jnp.int32(0))
-    return _host_keys(state), metrics
+    return fns.run(num_iterations, state, hp, lanes, jnp.int32(0))
 
 
 def _init_from_key_data(fns: TrainFns, key_data: jax.Array, hp: HParams):
-    return _host_keys(jax.vmap(fns.init)(jax.random.wrap_key_data(key_data), hp))
-
-
-def _run_chunk(fns: TrainFns, length: int, state, hp: HParams, lanes: jax.Array, start):
-    state, metrics = fns.run(length, _typed_keys(fns, state, hp), hp, lanes, start)
-    return _host_keys(state), metrics
+    return jax.vmap(fns.init)(jax.random.wrap_key_data(key_data), hp)
 
 
 def _abstract_inputs(num_runs: int, sharding: NamedSharding):
@@ -111,12 +96,12 @@ def _train_fns(static: StaticConfig) -> TrainFns:
 
 @functools.lru_cache(maxsize=16)
 def compiled_train(static: StaticConfig, num_runs: int):
-    """jit(vmap(train)) for `num_runs` lanes (a multiple of the device count), runs axis
-    sharded over all devices; cached per (static config, lanes). Takes (key data [R, 2],
-    hparams [R], lane ids [R]).
+    """The whole run of `num_runs` lanes (a multiple of the device count) as one program,
+    runs axis sharded over all devices; cached per (static config, lanes). Takes (key
+    data [R, 2], hparams [R], lane ids [R]).
 
     The program always carries the host callback (`vecpg.progress.emit`): one host call
-    per lane every `log_every` iterations, a no-op with no sink active.
+    for all lanes every `log_every` iterations, a no-op with no sink active.
     """
     sharding = runs_sharding()
     fn = functools.partial(_train_from_key_data, _train_fns(static), static.num_iterations)
@@ -142,7 +127,7 @@ def compiled_chunk(static: StaticConfig, num_runs: int, length: int):
         init.out_info,
     )
     run = jax.jit(
-        functools.partial(_run_chunk, fns, length),
+        functools.partial(fns.run, length),
         in_shardings=(sharding, sharding, sharding, replicated),
         out_shardings=sharding,
         donate_argnums=0,
@@ -174,6 +159,10 @@ class LanePlan(NamedTuple):
 
     def call_slice(self, c: int) -> slice:
         return slice(c * self.chunk, (c + 1) * self.chunk)
+
+    def real_lanes(self, c: int) -> int:
+        """Lanes of call c that are not padding."""
+        return int(np.sum(self.lane_ids[self.call_slice(c)] >= 0))
 
 
 def plan_lanes(seeds: list[int], hparams: list[HParams], max_runs_per_call: int | None) -> LanePlan:
@@ -243,7 +232,7 @@ def _run_whole(static: StaticConfig, plan: LanePlan, reporter: ProgressReporter 
     t0 = time.perf_counter()
     for c in range(plan.num_calls):
         if reporter:
-            reporter.expect(int(np.sum(plan.lane_ids[plan.call_slice(c)] >= 0)))
+            reporter.expect(plan.real_lanes(c))
         state, metrics = fn(*_inputs(plan, c, sharding))
         num_devices = _num_devices(metrics)
         outs.append(_to_host((state.params, metrics)))
@@ -271,10 +260,14 @@ def _run_checkpointed(
     restored = ck.store.restore()
     if restored is not None:
         done, host_states, metrics = restored
-        treedef = jax.tree.structure(states)
-        if treedef.num_leaves != len(host_states):
+        like, treedef = jax.tree.flatten(states)  # which leaves are typed PRNG keys
+        if len(like) != len(host_states):
             raise ValueError("checkpoint does not match this run's config (state leaves differ)")
-        states = jax.tree.unflatten(treedef, [_global(x, sharding) for x in host_states])
+        leaves = [
+            jax.random.wrap_key_data(_global(x, sharding)) if _is_key(t) else _global(x, sharding)
+            for t, x in zip(like, host_states, strict=True)
+        ]
+        states = jax.tree.unflatten(treedef, leaves)
     if reporter:
         reporter.start(done * static.num_envs * static.num_steps * plan.num_lanes)
     t0 = time.perf_counter()
@@ -282,7 +275,7 @@ def _run_checkpointed(
         parts = []
         for c, (_, hp, lanes) in enumerate(calls):
             if reporter:
-                reporter.expect(int(np.sum(plan.lane_ids[plan.call_slice(c)] >= 0)))
+                reporter.expect(plan.real_lanes(c))
             start = jax.device_put(jnp.int32(done), replicated)
             states[c], m = run(states[c], hp, lanes, start)
             parts.append(_to_host(m))
@@ -290,7 +283,7 @@ def _run_checkpointed(
         new = {k: v[:, : total - done] for k, v in new.items()}
         metrics = new if not metrics else {k: np.concatenate([metrics[k], new[k]], 1) for k in new}
         done = min(done + length, total)
-        ck.store.save(done, jax.tree.leaves(_to_host(states)), metrics)
+        ck.store.save(done, jax.tree.leaves(_to_host(_key_data(states))), metrics)
         if done < total and ck.interrupted():
             raise TrainingInterrupted(done)
     run_s = time.perf_counter() - t0

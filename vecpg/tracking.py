@@ -11,6 +11,7 @@ is written regardless.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import json
 import netrc
@@ -115,6 +116,7 @@ class WandbLogger:
         self.run_ids: list[str] = []
         self._queue: queue.Queue = queue.Queue()
         self._logged = [-1] * len(self.lanes)
+        self._lanes_per_point = collections.Counter(lane.point for lane in self.lanes)
         self._agg: dict[tuple[int, int], list[tuple[float, float]]] = {}
         self._thread = threading.Thread(target=self._work, name="vecpg-wandb", daemon=True)
         self._thread.start()
@@ -217,7 +219,7 @@ class WandbLogger:
             time.sleep(0)  # hand the GIL to a waiting host callback: the device waits on it
             vals = self._agg.setdefault((point, it), [])
             vals.append((row["env_steps"], row["episode_return"]))
-            if len(vals) == sum(1 for x in self.lanes if x.point == point):
+            if len(vals) == self._lanes_per_point[point]:
                 returns = np.array([r for _, r in vals])
                 mean, lo, hi = mean_ci95(returns)
                 self._agg_runs[point].log(

@@ -23,9 +23,8 @@ from vecpg.networks import Agent, AgentParams, init_agent_params, make_agent
 from vecpg.normalize import normalize, update_stats
 from vecpg.rollout import Transition, finished_episode_stats, rollout
 
-ProgressFn = Callable[
-    [jax.Array, jax.Array, dict[str, jax.Array]], None
-]  # lanes, iteration, buffer
+# progress(lanes [R], iteration, buffer of [log_every, R] metrics)
+ProgressFn = Callable[[jax.Array, jax.Array, dict[str, jax.Array]], None]
 
 
 @flax.struct.dataclass
