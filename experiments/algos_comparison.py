@@ -16,8 +16,8 @@ import numpy as np
 
 import vecpg
 from vecpg import stats
-from vecpg.bench import machine
-from vecpg.plots import plot_algorithm_curves
+from vecpg.analysis.plots import plot_algorithm_curves
+from vecpg.bench.runner import machine
 
 ALGOS = ("a2c", "ppo", "ppo_kl", "dual", "npg", "trpo")
 SEEDS = 16

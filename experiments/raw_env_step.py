@@ -15,8 +15,8 @@ import time
 import jax
 import jax.numpy as jnp
 
-from vecpg.bench import machine
-from vecpg.bench_throughput import ceiling_lane, random_actions
+from vecpg.bench.runner import machine
+from vecpg.bench.throughput import ceiling_lane, random_actions
 from vecpg.envs import make_env
 
 CASES = (("brax/hopper", "positional", 64), ("brax/inverted_pendulum", "generalized", 16))

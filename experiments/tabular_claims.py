@@ -17,7 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from vecpg import tabular as tb  # noqa: E402
-from vecpg.bench import machine  # noqa: E402
+from vecpg.bench.runner import machine  # noqa: E402
 
 OUT = Path(__file__).parent / "results"
 

@@ -1,5 +1,5 @@
-"""Shared fixtures. Compiled runs are cached per static config (vecpg.execute.compiled_train),
-so tests that share a config share one compilation."""
+"""Shared fixtures. Compiled runs are cached per static config
+(vecpg.training.execute.compiled_train), so tests that share a config share one compilation."""
 
 from __future__ import annotations
 

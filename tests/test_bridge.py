@@ -8,7 +8,7 @@ import pytest
 import vecpg
 from vecpg import tabular as tb
 from vecpg.envs import make_env
-from vecpg.networks import make_agent, policy_dist
+from vecpg.models.networks import make_agent, policy_dist
 
 
 def exact_return_of_trained_policy(res, seed_index):
@@ -16,10 +16,13 @@ def exact_return_of_trained_policy(res, seed_index):
     agent = make_agent(env.spec, res.config.hidden, res.config.activation)
     params = jax.tree.map(lambda x: jnp.asarray(x[seed_index]), res.params)
     obs = jnp.eye(env.spec.obs_shape[0])
-    pi = jax.nn.softmax(policy_dist(agent, params, obs, res.config.normalize_obs), axis=-1)
+    pi = jax.nn.softmax(
+        policy_dist(agent, params, obs, normalize_obs=res.config.normalize_obs), axis=-1
+    )
     return float(tb.objective(env.mdp, pi.astype(env.mdp.P.dtype))), env.mdp
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("algo", ["npg", "trpo"])
 def test_natural_methods_reach_the_exact_optimum(algo):
     cfg = vecpg.TrainConfig(
@@ -45,7 +48,7 @@ def test_natural_methods_reach_the_exact_optimum(algo):
 def test_gae_lambda_one_with_true_values_is_unbiased_for_exact_advantages():
     """Sampled GAE(lambda=1) with the true V, averaged per (s0, a0), matches A^pi exactly
     within 4 standard errors."""
-    from vecpg.advantages import gae
+    from vecpg.training.advantages import gae
 
     with jax.enable_x64(True):
         mdp = tb.random_mdp(jax.random.key(0), 4, 2, 0.8)
@@ -80,8 +83,8 @@ def test_gae_lambda_one_with_true_values_is_unbiased_for_exact_advantages():
 
 def test_sampled_fvp_converges_to_exact_fisher_like_one_over_sqrt_n():
     """The trainer's FVP on states drawn from d^pi converges to the exact F v."""
-    from vecpg.distributions import Categorical
-    from vecpg.natural import flat_fvp
+    from vecpg.algos.natural import flat_fvp
+    from vecpg.models.distributions import Categorical
 
     with jax.enable_x64(True):
         mdp = tb.random_mdp(jax.random.key(3), 5, 3, 0.9)

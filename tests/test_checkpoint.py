@@ -14,7 +14,7 @@ import pytest
 
 import vecpg
 from vecpg.cli import main
-from vecpg.config import ConfigError
+from vecpg.errors import ConfigError
 
 # Long enough (640 iterations, a few seconds) that a kill lands mid-run.
 CKPT_ARGS = [
@@ -108,3 +108,42 @@ def test_resume_errors_are_one_line(tmp_path, capsys):
     with pytest.raises(ConfigError, match="checkpoints need a run_dir"):
         vecpg.train(TINY, seeds=1, checkpoint_every=5)
     assert not (tmp_path / "x").exists()
+
+
+def test_resume_refuses_any_other_launch_flag(tmp_path, capsys):
+    assert main(["train", "--resume", str(tmp_path), "--seeds", "3", "--overwrite"]) == 2
+    err = capsys.readouterr().err
+    assert "--seeds, --overwrite cannot be combined with --resume" in err
+    assert err.count("\n") == 1
+
+
+SWEEP_GRID = ["--grid", "lr=3e-4,1e-3"]
+
+
+def test_sweep_sigkill_then_resume_equals_uninterrupted(tmp_path):
+    full = vecpg.sweep(
+        CKPT_CONFIG,
+        {"learning_rate": [3e-4, 1e-3]},
+        seeds=2,
+        out=tmp_path / "full",
+        checkpoint_every=20,
+    )
+    run_dir = tmp_path / "killed"
+    args = [a for a in CKPT_ARGS if a != "--no-progress"] + ["--no-progress", *SWEEP_GRID]
+    cmd = [sys.executable, "-m", "vecpg.cli", "sweep", *args, "--out", str(run_dir)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    wait_for(run_dir / "checkpoints" / "60", proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (run_dir / "summary.json").exists()
+    assert main(["sweep", "--resume", str(run_dir), "--no-progress"]) == 0
+    resumed = vecpg.load_sweep(run_dir)
+    assert resumed.points == full.points and resumed.seeds == [0, 1]
+    for k, v in full.metrics.items():
+        np.testing.assert_array_equal(resumed.metrics[k], v, err_msg=k)
+    assert [r["learning_rate"] for r in resumed.ranking()] == [
+        r["learning_rate"] for r in full.ranking()
+    ]
+    # A finished sweep resumes to itself without training again.
+    again = vecpg.resume(run_dir)
+    assert isinstance(again, vecpg.SweepResults) and again.run_s == resumed.run_s

@@ -46,7 +46,7 @@ def test_brax_device_put_replicated_shim_is_scoped():
     import jax
     import jax.numpy as jnp
 
-    from vecpg.bench_peers import device_put_replicated_shim
+    from vecpg.bench.peers import device_put_replicated_shim
 
     had = hasattr(jax, "device_put_replicated")
     with device_put_replicated_shim():

@@ -7,8 +7,8 @@ import pytest
 
 import vecpg
 from vecpg import stats
+from vecpg.analysis.compare import parse_score_ranges
 from vecpg.cli import main
-from vecpg.compare import parse_normalize
 
 TINY = vecpg.TrainConfig(
     env="gymnax/CartPole-v1", num_envs=4, num_steps=16, total_steps=640, hidden=(16,)
@@ -48,6 +48,6 @@ def test_compare_writes_report_with_correct_numbers(two_runs, tmp_path, capsys):
 
 def test_compare_errors():
     with pytest.raises(vecpg.ConfigError, match="expected ENV=low,high"):
-        parse_normalize(["gymnax/CartPole-v1=1"])
-    assert parse_normalize(["a/b=0,10"]) == {"a/b": (0.0, 10.0)}
+        parse_score_ranges(["gymnax/CartPole-v1=1"])
+    assert parse_score_ranges(["a/b=0,10"]) == {"a/b": (0.0, 10.0)}
     assert main(["compare", "/nonexistent/run", "--out", "/tmp/x"]) == 2

@@ -7,7 +7,7 @@ import scipy.integrate
 import scipy.special
 import scipy.stats
 
-from vecpg.distributions import Categorical, DiagGaussian, GaussianParams
+from vecpg.models.distributions import Categorical, DiagGaussian, GaussianParams
 
 
 def test_categorical_against_scipy():

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from vecpg.envs import EnvSpec, EnvStep, make_env, reset_episode, step_episode
-from vecpg.normalize import init_stats, normalize, update_stats
+from vecpg.models.obs_norm import init_stats, normalize_obs, update_stats
 
 
 class CountingEnv:
@@ -71,7 +71,7 @@ def test_running_stats_match_numpy():
     allx = np.concatenate(chunks)
     np.testing.assert_allclose(stats.mean, allx.mean(0), rtol=1e-4)
     np.testing.assert_allclose(stats.var, allx.var(0), rtol=1e-3)
-    z = normalize(stats, jnp.asarray(allx))
+    z = normalize_obs(stats, jnp.asarray(allx))
     np.testing.assert_allclose(np.asarray(z).mean(0), 0.0, atol=1e-3)
 
 

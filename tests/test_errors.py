@@ -7,7 +7,7 @@ import sys
 import pytest
 
 import vecpg
-import vecpg.execute
+import vecpg.training.execute
 from vecpg.cli import main
 
 
@@ -16,8 +16,8 @@ def no_compile(monkeypatch):
     def boom(*a, **k):
         raise AssertionError("compiled despite bad input")
 
-    monkeypatch.setattr(vecpg.execute, "compiled_train", boom)
-    monkeypatch.setattr(vecpg.execute, "compiled_chunk", boom)
+    monkeypatch.setattr(vecpg.training.execute, "compiled_train", boom)
+    monkeypatch.setattr(vecpg.training.execute, "compiled_chunk", boom)
 
 
 CASES = [
@@ -28,8 +28,10 @@ CASES = [
     ),
     (["--algo", "sac"], "invalid algo='sac': allowed: ", "ppo"),
     (["--num-minibatches", "3"], "invalid num_minibatches=3: must divide", "1024"),
-    (["--learning-rate", "0"], "invalid learning_rate=0.0: must be > 0", ""),
-    (["--learning-rate", "-1e-3"], "invalid learning_rate=-0.001: must be > 0", ""),
+    (["--learning-rate", "0"], "invalid learning_rate=0.0: must be a finite number > 0", ""),
+    (["--learning-rate", "-1e-3"], "invalid learning_rate=-0.001: must be a finite number > 0", ""),
+    (["--learning-rate", "inf"], "invalid learning_rate=inf: must be a finite number > 0", ""),
+    (["--max-kl", "nan"], "invalid max_kl=nan: must be a finite number > 0", ""),
     (["--gamma", "1.5"], "invalid gamma=1.5: must be in (0, 1]", ""),
     (["--gamma", "0"], "invalid gamma=0.0: must be in (0, 1]", ""),
     (["--backend", "physx"], "invalid backend='physx': allowed: ", "spring"),

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 
 import vecpg
+from vecpg.analysis.evaluate import episode_keys, evaluate
 from vecpg.cli import main
 from vecpg.envs import make_env
-from vecpg.evaluate import episode_keys, evaluate
 
 # Pendulum: continuous returns (no ties at a cap), 200 steps, cheap to compile.
 PENDULUM = vecpg.TrainConfig(

@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from vecpg.advantages import batched_gae, gae
+from vecpg.training.advantages import batched_gae, gae
 
 
 def numpy_gae(r, v, v_next, terminated, truncated, gamma, lam):

@@ -7,12 +7,13 @@ import pytest
 from jax.flatten_util import ravel_pytree
 
 from vecpg.algos.base import Batch
-from vecpg.algos.trust_region import mean_kl, natural_direction, surrogate
+from vecpg.algos.natural import backtracking_line_search, conjugate_gradient, flat_fvp
+from vecpg.algos.objectives import mean_kl, surrogate
+from vecpg.algos.trust_region import natural_direction
 from vecpg.config import TrainConfig
-from vecpg.distributions import distribution
 from vecpg.envs import EnvSpec
-from vecpg.natural import backtracking_line_search, conjugate_gradient, flat_fvp
-from vecpg.networks import init_agent_params, make_agent
+from vecpg.models.distributions import distribution
+from vecpg.models.networks import init_agent_params, make_agent
 
 
 def tiny_problem(discrete: bool, n: int = 32, seed: int = 0):

@@ -4,9 +4,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vecpg.distributions import GaussianParams
 from vecpg.envs import EnvSpec
-from vecpg.networks import gram_schmidt, init_agent_params, make_agent, orthogonal
+from vecpg.models.distributions import GaussianParams
+from vecpg.models.networks import gram_schmidt, init_agent_params, make_agent, orthogonal
 
 
 def test_gram_schmidt_is_qr_with_positive_diagonal():

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 import vecpg
-from vecpg.sweep import parse_grid_args, sweep
+from vecpg.run.api import sweep
+from vecpg.run.launch import parse_grid_args
 
 TINY = vecpg.TrainConfig(
     env="gymnax/CartPole-v1", num_envs=4, num_steps=16, total_steps=640, hidden=(16,)
@@ -33,7 +34,9 @@ def test_grid_compiles_once_and_matches_runs_one_by_one(caplog):
             res = sweep(dataclasses.replace(TINY, num_steps=8), GRID, seeds=4)
     finally:
         jax.config.update("jax_log_compiles", False)
-    assert sum("Compiling jit(_train_from_key_data)" in r.getMessage() for r in caplog.records) == 1
+    assert (
+        sum("Compiling jit(whole_run_from_key_data)" in r.getMessage() for r in caplog.records) == 1
+    )
     assert res.metrics["episode_return"].shape == (4, 4, 20)
     for g, point in enumerate(res.points):
         cfg = dataclasses.replace(TINY, num_steps=8, **point)
@@ -58,13 +61,13 @@ def test_sweep_outputs_and_ranking(tiny_sweep, tmp_path):
 
 
 def test_sweep_refuses_bad_grids_before_compiling(monkeypatch):
-    import vecpg.execute
+    import vecpg.training.execute
 
     def boom(*a, **k):
         raise AssertionError("compiled despite a bad grid")
 
-    monkeypatch.setattr(vecpg.execute, "compiled_train", boom)
-    monkeypatch.setattr(vecpg.execute, "compiled_chunk", boom)
+    monkeypatch.setattr(vecpg.training.execute, "compiled_train", boom)
+    monkeypatch.setattr(vecpg.training.execute, "compiled_chunk", boom)
     bad = {
         "invalid grid field 'num_envs'": {"num_envs": [4, 8]},
         "invalid grid field 'nonsense'": {"nonsense": [1.0]},
@@ -85,7 +88,7 @@ def test_sweep_refuses_bad_grids_before_compiling(monkeypatch):
 SHARDED = textwrap.dedent(
     """
     import sys, numpy as np, jax, vecpg
-    from vecpg.sweep import sweep
+    from vecpg.run.api import sweep
     assert jax.device_count() == 4
     cfg = vecpg.TrainConfig(env="gymnax/CartPole-v1", num_envs=4, num_steps=16,
                             total_steps=640, hidden=(16,))

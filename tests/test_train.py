@@ -16,6 +16,7 @@ TINY = vecpg.TrainConfig(
 )
 
 
+@pytest.mark.slow
 def test_ppo_solves_cartpole(cartpole_run):
     res, _ = cartpole_run
     assert res.metrics["env_steps"][0, -1] <= 500_000
@@ -23,6 +24,7 @@ def test_ppo_solves_cartpole(cartpole_run):
     assert final.mean() >= 475.0, final
 
 
+@pytest.mark.slow
 def test_load_policy_drives_cartpole_from_numpy(cartpole_run):
     _, run_dir = cartpole_run
     policy = vecpg.load_policy(run_dir, seed=0)
@@ -91,12 +93,14 @@ def test_same_config_and_seed_give_identical_metrics():
     assert not np.array_equal(a.metrics["policy_loss"][0], c.metrics["policy_loss"][0])
 
 
+@pytest.mark.slow
 def test_a2c_learns_cartpole():
     """Vanilla PG is weaker than PPO; it must still clearly beat a random policy (~22)."""
     res = vecpg.train(vecpg.TrainConfig(algo="a2c", total_steps=300_000), seeds=4)
     assert res.final_returns().mean() >= 100.0, res.final_returns()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("algo", ["ppo"])
 def test_ppo_learns_brax_inverted_pendulum(algo):
     """Documented threshold (conftest): mean final return >= 900 over 4 seeds, 150k steps."""

@@ -9,7 +9,7 @@ import pytest
 
 import vecpg
 from tests.wandb_files import offline_runs
-from vecpg.tracking import WandbOptions
+from vecpg.run.tracking import WandbOptions
 
 # log_every 3 with chunks of 4: the host buffers straddle chunk boundaries.
 TINY = vecpg.TrainConfig(num_envs=4, num_steps=16, total_steps=640, hidden=(16,), log_every=3)
@@ -120,7 +120,7 @@ def test_sweep_logs_one_run_per_point_and_seed(tmp_path, no_wandb_env):
 
 
 def test_render_html_is_logged_as_wandb_html(tmp_path, no_wandb_env):
-    from vecpg.tracking import log_html
+    from vecpg.run.tracking import log_html
 
     page = tmp_path / "rollout.html"
     page.write_text("<html><body>trajectory</body></html>")

@@ -1,8 +1,12 @@
 """vecpg: advanced policy-gradient methods with the whole loop in one jitted JAX function."""
 
-from vecpg.api import Results, load, load_policy, train
-from vecpg.config import ConfigError, HParams, StaticConfig, TrainConfig
-from vecpg.sweep import SweepResults, sweep
+from vecpg.analysis import stats
+from vecpg.config import HParams, StaticConfig, TrainConfig
+from vecpg.errors import ConfigError
+from vecpg.run.api import resume, sweep, train
+from vecpg.run.rundir import Results, SweepResults, load, load_policy, load_sweep
+from vecpg.training.execute import TrainingInterrupted
+from vecpg.training.trainer import make_train
 
 __all__ = [
     "ConfigError",
@@ -11,9 +15,14 @@ __all__ = [
     "StaticConfig",
     "SweepResults",
     "TrainConfig",
+    "TrainingInterrupted",
     "load",
     "load_policy",
+    "load_sweep",
+    "make_train",
+    "resume",
+    "stats",
     "sweep",
     "train",
 ]
-__version__ = "0.1.0"
+__version__ = "0.2.0"

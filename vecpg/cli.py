@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import tyro
 
-from vecpg.config import ConfigError, ConfigFields, TrainConfig
+from vecpg.bench.plan import BenchPlan
+from vecpg.config import HPARAM_FIELDS, STATIC_FIELDS, StaticFields, TracedFields, TrainConfig
+from vecpg.errors import ConfigError
+
+if TYPE_CHECKING:
+    from vecpg.run.rundir import Results, SweepResults
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,7 +36,7 @@ class WandbFlags:
     """Repeatable W&B tag."""
 
     def wandb_options(self):
-        from vecpg.tracking import WandbOptions
+        from vecpg.run.tracking import WandbOptions
 
         return WandbOptions(
             self.wandb, self.wandb_project, self.wandb_entity, self.wandb_group, self.wandb_tags
@@ -37,8 +44,8 @@ class WandbFlags:
 
 
 @dataclasses.dataclass(frozen=True)
-class TrainCommand(ConfigFields, WandbFlags):
-    """Train one config on many seeds in one compiled call; write a run dir."""
+class TrainRunFlags:
+    """How `vecpg train` launches (not part of the training config)."""
 
     seeds: int = 8
     """Number of seeds (0..seeds-1), vmapped into one compiled call."""
@@ -51,13 +58,17 @@ class TrainCommand(ConfigFields, WandbFlags):
     checkpoint_every: int = 100
     """Checkpoint every seed's full state every N iterations (0: off, one compiled call)."""
     resume: str | None = None
-    """Continue the checkpointed run in this dir (its config.json is used)."""
+    """Continue the checkpointed run in this dir (its config.json and run.json are used)."""
 
 
 @dataclasses.dataclass(frozen=True)
-class SweepCommand(ConfigFields, WandbFlags):
-    """Sweep traced hyperparameters: grid x seeds as one compiled call (sharded over all
-    devices), ranked by IQM of final return with 95% bootstrap CIs."""
+class TrainCommand(WandbFlags, TrainRunFlags, TracedFields, StaticFields):
+    """Train one config on many seeds in one compiled call; write a run dir."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepRunFlags:
+    """How `vecpg sweep` launches."""
 
     grid: Annotated[tuple[str, ...], tyro.conf.UseAppendAction] = ()
     """Repeatable: --grid lr=3e-4,1e-3 --grid max_kl=0.005,0.01 (traced fields only)."""
@@ -68,9 +79,19 @@ class SweepCommand(ConfigFields, WandbFlags):
     out: str | None = None
     """Sweep directory (default: runs/sweep-<algo>-<env>-<time>)."""
     overwrite: bool = False
-    """Allow writing into a non-empty --out."""
+    """Replace a non-empty --out (its old contents are removed when the sweep starts)."""
     progress: bool = True
     """Show live progress."""
+    checkpoint_every: int = 100
+    """Checkpoint every lane's full state every N iterations (0: off, one compiled call)."""
+    resume: str | None = None
+    """Continue the checkpointed sweep in this dir (its config.json and run.json are used)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepCommand(WandbFlags, SweepRunFlags, TracedFields, StaticFields):
+    """Sweep traced hyperparameters: grid x seeds as one compiled call (sharded over all
+    devices), ranked by IQM of final return with 95% bootstrap CIs."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,8 +103,9 @@ class CompareCommand:
     """Run directories written by `vecpg train`."""
     out: str = "report"
     """Directory for report.md and the PNGs."""
-    normalize: Annotated[tuple[str, ...], tyro.conf.UseAppendAction] = ()
-    """Repeatable ENV=low,high score range, needed to aggregate across several envs."""
+    score_range: Annotated[tuple[str, ...], tyro.conf.UseAppendAction] = ()
+    """Repeatable ENV=low,high: scores are mapped to (r - low) / (high - low), needed to
+    aggregate across several envs."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,39 +116,6 @@ class EnvsCommand:
     """Which source to list: all | brax | gymnax."""
     backend: str = "generalized"
     """Brax backend used to build brax envs for their spaces."""
-
-
-@dataclasses.dataclass(frozen=True)
-class BenchCommand:
-    """Side-by-side timings in one process: env ceiling, vecpg ppo/trpo, trust-region
-    pieces, Brax PPO (and rejax) peers, seeds scaling, logging overhead."""
-
-    env: str = "brax/hopper"
-    """Environment to time on."""
-    backend: str = "positional"
-    """Brax backend."""
-    num_envs: int = 64
-    """Parallel environments."""
-    num_steps: int = 64
-    """Rollout length (batch = num_envs * num_steps)."""
-    iterations: int = 10
-    """Training iterations per timed call."""
-    repeats: int = 3
-    """Timed calls per measurement (the median is reported)."""
-    peer_steps: int = 200_000
-    """Env steps for the Brax PPO (brax envs) and rejax comparisons (0: skip peers)."""
-    scaling_seeds: Annotated[tuple[int, ...], tyro.conf.UseAppendAction] = ()
-    """Repeatable seed count for the scaling table (default 1, 8, 32, 128)."""
-    scaling: bool = True
-    """Measure seeds scaling (CartPole, 1/8/32/128 seeds by default)."""
-    logging_runs: int = 8
-    """Seeds for the host-callback / W&B overhead measurement (0: skip)."""
-    quick: bool = False
-    """Tiny settings for a smoke test (gymnax CartPole, small batch, no peers)."""
-    out: str = "bench"
-    """Directory for bench.json and bench.md."""
-    vmap_runs: int = 0
-    """Also time this many CartPole runs as one vmapped call vs one by one (0: skip)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -157,7 +146,7 @@ def run_eval(cmd: EvalCommand) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from vecpg.evaluate import evaluate
+    from vecpg.analysis.evaluate import evaluate
 
     res = evaluate(cmd.run_dir, cmd.episodes, cmd.seed)
     table = Table(title=f"{cmd.run_dir}: return over {cmd.episodes} episodes (95% CI)")
@@ -174,7 +163,7 @@ def run_eval(cmd: EvalCommand) -> int:
 
 
 def run_render(cmd: RenderCommand) -> int:
-    from vecpg.evaluate import render
+    from vecpg.analysis.evaluate import render
 
     if not cmd.run_dir:
         raise ConfigError("invalid run_dir='': give the run directory to render")
@@ -182,55 +171,48 @@ def run_render(cmd: RenderCommand) -> int:
     print(f"wrote {out}")
     options = cmd.wandb_options()
     if options.mode != "disabled" and out.suffix == ".html":
-        from vecpg.tracking import log_html
+        from vecpg.run.tracking import log_html
 
         log_html(options, Path(cmd.run_dir), f"render-seed{cmd.seed}", out)
     return 0
 
 
-def run_bench_cmd(cmd: BenchCommand) -> int:
-    from vecpg import bench
+def run_bench_cmd(cmd: BenchPlan) -> int:
+    from vecpg.bench import report
+    from vecpg.bench.runner import run_bench
 
-    TrainConfig(env=cmd.env, backend=cmd.backend)  # validates env/backend first
-    for name in ("num_envs", "num_steps", "iterations", "repeats"):
-        if getattr(cmd, name) < 1:
-            raise ConfigError(f"invalid {name}={getattr(cmd, name)!r}: must be an integer >= 1")
-    for name in ("peer_steps", "logging_runs", "vmap_runs"):
-        if getattr(cmd, name) < 0:
-            raise ConfigError(f"invalid {name}={getattr(cmd, name)!r}: must be an integer >= 0")
-    if any(n < 1 for n in cmd.scaling_seeds):
-        raise ConfigError(f"invalid scaling_seeds={cmd.scaling_seeds!r}: must be integers >= 1")
-    if cmd.quick:
-        plan = bench.quick_plan()
-    else:
-        plan = bench.BenchPlan(
-            env=cmd.env,
-            backend=cmd.backend,
-            num_envs=cmd.num_envs,
-            num_steps=cmd.num_steps,
-            iterations=cmd.iterations,
-            repeats=cmd.repeats,
-            peer_steps=cmd.peer_steps,
-            logging_runs=cmd.logging_runs,
-            **({"scaling_seeds": tuple(cmd.scaling_seeds)} if cmd.scaling_seeds else {}),
-            **({} if cmd.scaling else {"scaling_seeds": ()}),
-        )
-    result = bench.run_bench(plan)
-    bench.check_result(result)
-    if cmd.vmap_runs:
-        vcfg = TrainConfig(total_steps=49_152)  # 48 iterations of 8 x 128
-        result["vmap_vs_loop"] = bench.vmap_vs_loop(vcfg, cmd.vmap_runs)
-    bench.save(result, Path(cmd.out))
-    print(bench.to_markdown(result))
-    if cmd.vmap_runs:
-        print(bench.vmap_markdown(result["vmap_vs_loop"], vcfg))
-    print(f"wrote {cmd.out}/bench.json and bench.md")
+    plan = cmd.resolved()
+    result = run_bench(plan)
+    report.check_result(result)
+    report.save(result, Path(plan.out))
+    print(report.to_markdown(result))
+    print(f"wrote {plan.out}/bench.json and bench.md")
     return 0
 
 
-def config_from(cmd: ConfigFields) -> TrainConfig:
+def config_from(cmd: TrainCommand | SweepCommand) -> TrainConfig:
     """The validated TrainConfig carried by a command's config fields."""
-    return TrainConfig(**{f.name: getattr(cmd, f.name) for f in dataclasses.fields(ConfigFields)})
+    return TrainConfig(**{name: getattr(cmd, name) for name in (*STATIC_FIELDS, *HPARAM_FIELDS)})
+
+
+RESUME_KEEPS = ("resume", "progress", "wandb", "wandb_project", "wandb_entity", "wandb_group",
+                "wandb_tags")  # fmt: skip
+
+
+def check_resume_alone(cmd: TrainCommand | SweepCommand) -> None:
+    """--resume takes everything from the run dir: any other launch flag is an error."""
+    default = type(cmd)()
+    given = [
+        f.name
+        for f in dataclasses.fields(cmd)
+        if f.name not in RESUME_KEEPS and getattr(cmd, f.name) != getattr(default, f.name)
+    ]
+    if given:
+        flags = ", ".join("--" + name.replace("_", "-") for name in given)
+        raise ConfigError(
+            f"invalid resume={cmd.resume!r}: {flags} cannot be combined with --resume "
+            "(the run dir's config.json and run.json are used)"
+        )
 
 
 def default_out(cfg: TrainConfig) -> Path:
@@ -239,48 +221,97 @@ def default_out(cfg: TrainConfig) -> Path:
 
 
 def run_train(cmd: TrainCommand) -> int:
-    from vecpg.api import resume, seed_list, train
-    from vecpg.execute import TrainingInterrupted
+    from vecpg.run.api import train
+    from vecpg.run.launch import seed_list
 
-    wandb = cmd.wandb_options()
     if cmd.resume:
-        if config_from(cmd) != TrainConfig():
-            raise ConfigError(
-                f"invalid resume={cmd.resume!r}: config flags cannot be combined with "
-                "--resume (the run's config.json is used)"
-            )
-        out = Path(cmd.resume)
-        print(f"vecpg: resuming {out} | compiling...", flush=True)
-        call = lambda: resume(out, progress=cmd.progress, wandb=wandb)  # noqa: E731
+        return resume_run(cmd)
+    cfg = config_from(cmd)
+    seeds = seed_list(cmd.seeds)
+    out = Path(cmd.out) if cmd.out else default_out(cfg)
+    print(
+        f"vecpg: {cfg.algo} on {cfg.env} | {len(seeds)} seeds x {cfg.num_iterations} "
+        f"iterations x {cfg.batch_size} steps | compiling...",
+        flush=True,
+    )
+    call = functools.partial(
+        train,
+        cfg,
+        seeds,
+        progress=cmd.progress,
+        run_dir=out,
+        overwrite=cmd.overwrite,
+        checkpoint_every=cmd.checkpoint_every,
+        wandb=cmd.wandb_options(),
+    )
+    return finish(call, out, "train")
+
+
+def run_sweep(cmd: SweepCommand) -> int:
+    from vecpg.run.api import sweep
+    from vecpg.run.launch import parse_grid_args, seed_list
+
+    if cmd.resume:
+        return resume_run(cmd)
+    cfg = config_from(cmd)
+    grid = parse_grid_args(cmd.grid)
+    if not grid:
+        raise ConfigError("invalid grid=(): give at least one --grid name=v1,v2")
+    if cmd.out:
+        out = Path(cmd.out)
     else:
-        cfg = config_from(cmd)
-        seeds = seed_list(cmd.seeds)
-        out = Path(cmd.out) if cmd.out else default_out(cfg)
-        print(
-            f"vecpg: {cfg.algo} on {cfg.env} | {len(seeds)} seeds x {cfg.num_iterations} "
-            f"iterations x {cfg.batch_size} steps | compiling...",
-            flush=True,
-        )
-        call = lambda: train(  # noqa: E731
-            cfg,
-            seeds,
-            progress=cmd.progress,
-            run_dir=out,
-            overwrite=cmd.overwrite,
-            checkpoint_every=cmd.checkpoint_every,
-            wandb=wandb,
-        )
+        out = default_out(cfg)
+        out = out.with_name("sweep-" + out.name)
+    call = functools.partial(
+        sweep,
+        cfg,
+        grid,
+        seed_list(cmd.seeds),
+        cmd.max_runs_per_call,
+        cmd.progress,
+        out=out,
+        overwrite=cmd.overwrite,
+        checkpoint_every=cmd.checkpoint_every,
+        wandb=cmd.wandb_options(),
+    )
+    return finish(call, out, "sweep")
+
+
+def resume_run(cmd: TrainCommand | SweepCommand) -> int:
+    from vecpg.run.api import resume
+
+    assert cmd.resume is not None
+    check_resume_alone(cmd)
+    out = Path(cmd.resume)
+    print(f"vecpg: resuming {out} | compiling...", flush=True)
+    call = functools.partial(resume, out, progress=cmd.progress, wandb=cmd.wandb_options())
+    return finish(call, out, "train" if isinstance(cmd, TrainCommand) else "sweep")
+
+
+def finish(call: Callable[[], Results | SweepResults], out: Path, command: str) -> int:
+    """Run `call`; print the final table (train) or ranking (sweep), or how to resume."""
+    from vecpg.run.rundir import Results, ranking_markdown
+    from vecpg.training.execute import TrainingInterrupted
+
     try:
         res = call()
     except TrainingInterrupted as e:
         print(
             f"vecpg: stopped after iteration {e.iteration}; checkpoint saved in {out}/. "
-            f"Resume with: vecpg train --resume {out}",
+            f"Resume with: vecpg {command} --resume {out}",
             flush=True,
         )
         return 130
-    print_final_table(res.summary())
-    print(f"compile {res.compile_s:.1f}s, run {res.run_s:.1f}s; wrote {out}/")
+    if isinstance(res, Results):
+        print_final_table(res.summary())
+        print(f"compile {res.compile_s:.1f}s, run {res.run_s:.1f}s; wrote {out}/")
+        return 0
+    print(ranking_markdown(res.ranking()))
+    print(
+        f"{len(res.points)} configs x {len(res.seeds)} seeds on {res.num_devices} device(s) in "
+        f"{res.num_calls} call(s): compile {res.compile_s:.1f}s, run {res.run_s:.1f}s; "
+        f"wrote {out}/"
+    )
     return 0
 
 
@@ -298,41 +329,11 @@ def print_final_table(summary: dict) -> None:
     Console(width=100).print(table)
 
 
-def run_sweep(cmd: SweepCommand) -> int:
-    from vecpg.sweep import parse_grid_args, ranking_markdown, sweep
-
-    cfg = config_from(cmd)
-    grid = parse_grid_args(cmd.grid)
-    if not grid:
-        raise ConfigError("invalid grid=(): give at least one --grid name=v1,v2")
-    if cmd.out:
-        out = Path(cmd.out)
-    else:
-        out = default_out(cfg)
-        out = out.with_name("sweep-" + out.name)
-    res = sweep(
-        cfg,
-        grid,
-        cmd.seeds,
-        cmd.max_runs_per_call,
-        cmd.progress,
-        out=out,
-        overwrite=cmd.overwrite,
-        wandb=cmd.wandb_options(),
-    )
-    print(ranking_markdown(res.ranking()))
-    print(
-        f"{len(res.points)} configs x {len(res.seeds)} seeds on {res.num_devices} device(s) in "
-        f"{res.num_calls} call(s): compile {res.compile_s:.1f}s, run {res.run_s:.1f}s; "
-        f"wrote {out}/"
-    )
-    return 0
-
-
 def run_compare(cmd: CompareCommand) -> int:
-    from vecpg.compare import parse_normalize, report
+    from vecpg.analysis.compare import parse_score_ranges, report
 
-    text = report(list(cmd.run_dirs), Path(cmd.out), parse_normalize(list(cmd.normalize)))
+    ranges = parse_score_ranges(list(cmd.score_range))
+    text = report(list(cmd.run_dirs), Path(cmd.out), ranges)
     from rich.console import Console
     from rich.markdown import Markdown
 
@@ -370,12 +371,12 @@ def run_envs(cmd: EnvsCommand) -> int:
 
 
 # name -> (flags, runner): one table serves parsing and dispatch.
-COMMANDS = {
+COMMANDS: dict[str, tuple[type, Callable[[Any], int]]] = {
     "train": (TrainCommand, run_train),
     "sweep": (SweepCommand, run_sweep),
     "compare": (CompareCommand, run_compare),
     "envs": (EnvsCommand, run_envs),
-    "bench": (BenchCommand, run_bench_cmd),
+    "bench": (BenchPlan, run_bench_cmd),
     "eval": (EvalCommand, run_eval),
     "render": (RenderCommand, run_render),
 }

@@ -1,99 +1,191 @@
-"""Configuration: one user-facing frozen dataclass, split into static and traced halves.
+"""Every training setting, declared once.
 
-`TrainConfig` is what users write (and what the CLI exposes, one flag per field).
-`make_train` never sees it: it gets a `StaticConfig` (shapes, counts, names; changing
-one recompiles) and a traced `HParams` pytree (every float a leaf, so seeds and grids
-can be vmapped over it).
+Each field is declared exactly once, with its type, default, bound and help (the
+docstring under it, which is also its CLI help), in one of two classes:
+
+- `StaticFields`: shapes, counts and names. Changing one changes the compiled program.
+- `TracedFields`: floats that become traced leaves, so seeds x grid points can be vmapped.
+
+Everything else is derived from those two declarations:
+
+- `StaticConfig(StaticFields)`: hashable, the key of every compiled-function cache.
+- `HParams(TracedFields)`: the traced pytree (float32 scalars, or [R] under vmap).
+- `TrainConfig(TracedFields, StaticFields)`: what users write; validated on creation,
+  and the CLI's `train`/`sweep` flags.
+- `HPARAM_FIELDS`: the sweepable names.
+- `validate`: each field's bound, then the checks across fields.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import flax.struct
 import jax.numpy as jnp
 
-ALGOS = ("a2c", "ppo", "ppo_kl", "dual", "npg", "trpo")
+from vecpg.algos import REGISTRY as ALGORITHMS
+from vecpg.envs.registry import env_names, split_env_name
+from vecpg.errors import ConfigError
+
+if TYPE_CHECKING:
+    import jax
+
+    # A traced field is a float where users write it and a jax array inside the program.
+    Scalar = float | jax.Array
+else:
+    Scalar = float  # what the CLI (tyro) parses
+
 BACKENDS = ("generalized", "positional", "spring", "mjx")
 ACTIVATIONS = ("tanh", "relu", "elu", "gelu", "swish")
 
 
-class ConfigError(ValueError):
-    """A one-line, user-facing message naming the bad field and what is allowed."""
+def fail(field: str, value: object, allowed: str) -> None:
+    """Raise the one-line error for `field`; `allowed` says what it may be."""
+    raise ConfigError(f"invalid {field}={value!r}: {allowed}")
+
+
+# --- bounds: each checks one value and fails with a one-line message -------------------
+@dataclasses.dataclass(frozen=True)
+class Integer:
+    """An int (never a bool or a float) >= `low`."""
+
+    low: int = 1
+
+    def check(self, name: str, value: Any) -> None:
+        if not isinstance(value, int) or isinstance(value, bool) or value < self.low:
+            fail(name, value, f"must be an integer >= {self.low}")
 
 
 @dataclasses.dataclass(frozen=True)
-class ConfigFields:
-    """Every training setting. Validation lives in `TrainConfig`."""
+class Real:
+    """A finite number in the interval from `low` to `high` (open ends where marked)."""
 
-    algo: str = "ppo"
+    low: float = -math.inf
+    high: float = math.inf
+    low_open: bool = False
+    high_open: bool = False
+
+    def describe(self) -> str:
+        if self.high == math.inf:
+            return f"must be a finite number {'>' if self.low_open else '>='} {self.low:g}"
+        lo, hi = "(" if self.low_open else "[", ")" if self.high_open else "]"
+        return f"must be in {lo}{self.low:g}, {self.high:g}{hi}"
+
+    def check(self, name: str, value: Any) -> None:
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            fail(name, value, self.describe())
+        v = float(value)
+        ok = math.isfinite(v) and (v > self.low if self.low_open else v >= self.low)
+        ok = ok and (v < self.high if self.high_open else v <= self.high)
+        if not ok:
+            fail(name, value, self.describe())
+
+
+@dataclasses.dataclass(frozen=True)
+class Flag:
+    """True or False."""
+
+    def check(self, name: str, value: Any) -> None:
+        if not isinstance(value, bool):
+            fail(name, value, "must be true or false")
+
+
+@dataclasses.dataclass(frozen=True)
+class OneOf:
+    """One of the names `choices()` gives (a function, so registries stay the source)."""
+
+    choices: Callable[[], Sequence[str]]
+
+    def check(self, name: str, value: Any) -> None:
+        if value not in self.choices():
+            fail(name, value, f"allowed: {', '.join(self.choices())}")
+
+
+@dataclasses.dataclass(frozen=True)
+class EnvName:
+    """`brax/<name>`, `gymnax/<id>` or `tabular/<name>` from the env registry."""
+
+    def check(self, name: str, value: Any) -> None:
+        try:
+            split_env_name(value)
+        except (KeyError, AttributeError):
+            fail(name, value, f"allowed: {', '.join(env_names())}")
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerSizes:
+    """A non-empty sequence of integers >= 1."""
+
+    def check(self, name: str, value: Any) -> None:
+        if (
+            isinstance(value, (str, bytes))
+            or not isinstance(value, Sequence)
+            or not value
+            or any(not isinstance(h, int) or isinstance(h, bool) or h < 1 for h in value)
+        ):
+            fail(name, value, "must be a non-empty list of integers >= 1")
+
+
+Bound = Integer | Real | Flag | OneOf | EnvName | LayerSizes
+
+
+def setting(default: Any, bound: Bound) -> Any:
+    """A dataclass field with its bound in the metadata (the help is its docstring)."""
+    return dataclasses.field(default=default, metadata={"bound": bound})
+
+
+def bound_of(field: dataclasses.Field) -> Bound:
+    return field.metadata["bound"]
+
+
+# --- the declarations --------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class StaticFields:
+    """Settings that shape the compiled program (changing one recompiles)."""
+
+    algo: str = setting("ppo", OneOf(lambda: tuple(ALGORITHMS)))
     """Algorithm: a2c | ppo | ppo_kl | dual | npg | trpo (README gives each equation)."""
-    env: str = "gymnax/CartPole-v1"
+    env: str = setting("gymnax/CartPole-v1", EnvName())
     """Environment: brax/<name> or gymnax/<id> (`vecpg envs` lists them)."""
-    backend: str = "generalized"
+    backend: str = setting("generalized", OneOf(lambda: BACKENDS))
     """Brax physics backend: generalized | positional | spring | mjx (ignored for gymnax)."""
-    num_envs: int = 8
+    num_envs: int = setting(8, Integer(1))
     """Parallel environments per seed."""
-    num_steps: int = 128
+    num_steps: int = setting(128, Integer(1))
     """Rollout length per iteration; batch = num_envs * num_steps."""
-    total_steps: int = 500_000
+    total_steps: int = setting(500_000, Integer(1))
     """Env steps per seed; iterations = total_steps // batch."""
-    update_epochs: int = 4
-    """Passes over the batch per iteration (ppo, ppo_kl; critic epochs for npg/trpo/dual)."""
-    num_minibatches: int = 4
+    update_epochs: int = setting(4, Integer(1))
+    """Passes over the batch per iteration (ppo, ppo_kl, dual; critic epochs for npg/trpo)."""
+    num_minibatches: int = setting(4, Integer(1))
     """Minibatches per epoch; must divide num_envs * num_steps."""
-    hidden: tuple[int, ...] = (64, 64)
+    hidden: tuple[int, ...] = setting((64, 64), LayerSizes())
     """Hidden layer sizes, shared by actor and critic (separate networks)."""
-    activation: str = "tanh"
+    activation: str = setting("tanh", OneOf(lambda: ACTIVATIONS))
     """Hidden activation: tanh | relu | elu | gelu | swish."""
-    normalize_obs: bool = True
+    normalize_obs: bool = setting(True, Flag())
     """Running mean/var observation normalisation, updated in-graph, saved with params."""
-    anneal_lr: bool = True
+    anneal_lr: bool = setting(True, Flag())
     """Linearly anneal the learning rate to 0 over training."""
-    log_every: int = 10
+    log_every: int = setting(10, Integer(1))
     """Host progress callback every this many iterations (never changes results)."""
-    cg_iters: int = 10
+    cg_iters: int = setting(10, Integer(1))
     """Conjugate-gradient iterations for the natural direction (npg, trpo)."""
-    linesearch_steps: int = 10
+    linesearch_steps: int = setting(10, Integer(1))
     """Backtracking steps tried by trpo."""
-    fvp_fraction: float = 1.0
+    fvp_fraction: float = setting(1.0, Real(0.0, 1.0, low_open=True))
     """Fraction of the batch used for Fisher-vector products (TRPO paper: 0.1)."""
-    anneal_kl: bool = False
+    anneal_kl: bool = setting(False, Flag())
     """npg/trpo: anneal the KL budget max_kl linearly to 0 over training."""
-    npg_fixed_step: bool = False
+    npg_fixed_step: bool = setting(False, Flag())
     """npg: step natural_lr * F^-1 g instead of the KL-normalised sqrt(2 max_kl / gFg)."""
-    # Traced hyperparameters: leaves of HParams.
-    learning_rate: float = 2.5e-4
-    """Adam learning rate (actor and critic)."""
-    gamma: float = 0.99
-    """Discount, in (0, 1]."""
-    gae_lambda: float = 0.95
-    """GAE lambda, in [0, 1]."""
-    clip_eps: float = 0.2
-    """PPO ratio clip."""
-    ent_coef: float = 0.01
-    """Entropy bonus coefficient."""
-    vf_coef: float = 0.5
-    """Value-loss coefficient in the joint loss (a2c, ppo, ppo_kl)."""
-    max_grad_norm: float = 0.5
-    """Global gradient-norm clip."""
-    reward_scale: float = 0.1
-    """Rewards are multiplied by this before GAE (episode returns are logged unscaled)."""
-    max_kl: float = 0.01
-    """KL budget: delta for trpo/npg, epsilon for dual, d_targ for ppo_kl."""
-    damping: float = 0.1
-    """Fisher damping: (F + damping I) v."""
-    dual_lr: float = 1.0
-    """Dual step size alpha_lambda for the dual algorithm."""
-    init_penalty: float = 1.0
-    """Initial lambda (dual) or beta (ppo_kl)."""
-    backtrack_coef: float = 0.8
-    """trpo line-search shrink factor per step, in (0, 1)."""
-    natural_lr: float = 0.1
-    """npg fixed step size (only with --npg-fixed-step)."""
 
     @property
     def batch_size(self) -> int:
+        """Env steps per iteration and seed: num_envs * num_steps."""
         return self.num_envs * self.num_steps
 
     @property
@@ -101,103 +193,72 @@ class ConfigFields:
         return self.total_steps // self.batch_size
 
 
-HPARAM_FIELDS = (
-    "learning_rate",
-    "gamma",
-    "gae_lambda",
-    "clip_eps",
-    "ent_coef",
-    "vf_coef",
-    "max_grad_norm",
-    "reward_scale",
-    "max_kl",
-    "damping",
-    "dual_lr",
-    "init_penalty",
-    "backtrack_coef",
-    "natural_lr",
-)
-
-
-@flax.struct.dataclass
-class HParams:
-    """Traced hyperparameters: each a float32 scalar (or a [runs] vector under vmap)."""
-
-    learning_rate: jnp.ndarray
-    gamma: jnp.ndarray
-    gae_lambda: jnp.ndarray
-    clip_eps: jnp.ndarray
-    ent_coef: jnp.ndarray
-    vf_coef: jnp.ndarray
-    max_grad_norm: jnp.ndarray
-    reward_scale: jnp.ndarray
-    max_kl: jnp.ndarray
-    damping: jnp.ndarray
-    dual_lr: jnp.ndarray
-    init_penalty: jnp.ndarray
-    backtrack_coef: jnp.ndarray
-    natural_lr: jnp.ndarray
+POSITIVE = Real(0.0, low_open=True)
+NON_NEGATIVE = Real(0.0)
 
 
 @dataclasses.dataclass(frozen=True)
-class StaticConfig:
-    """What shapes the compiled program: hashable, so compiled functions can be cached."""
+class TracedFields:
+    """Hyperparameters that are traced leaves: a sweep vmaps over them in one program."""
 
-    algo: str
-    env: str
-    backend: str
-    num_envs: int
-    num_steps: int
-    num_iterations: int
-    update_epochs: int
-    num_minibatches: int
-    hidden: tuple[int, ...]
-    activation: str
-    normalize_obs: bool
-    anneal_lr: bool
-    log_every: int
-    cg_iters: int
-    linesearch_steps: int
-    fvp_fraction: float
-    anneal_kl: bool
-    npg_fixed_step: bool
+    learning_rate: Scalar = setting(2.5e-4, POSITIVE)
+    """Adam learning rate (actor and critic)."""
+    gamma: Scalar = setting(0.99, Real(0.0, 1.0, low_open=True))
+    """Discount, in (0, 1]."""
+    gae_lambda: Scalar = setting(0.95, Real(0.0, 1.0))
+    """GAE lambda, in [0, 1]."""
+    clip_eps: Scalar = setting(0.2, NON_NEGATIVE)
+    """PPO ratio clip."""
+    ent_coef: Scalar = setting(0.01, NON_NEGATIVE)
+    """Entropy bonus coefficient."""
+    vf_coef: Scalar = setting(0.5, NON_NEGATIVE)
+    """Value-loss coefficient in the joint loss (a2c, ppo, ppo_kl, dual)."""
+    max_grad_norm: Scalar = setting(0.5, POSITIVE)
+    """Global gradient-norm clip."""
+    reward_scale: Scalar = setting(0.1, POSITIVE)
+    """Rewards are multiplied by this before GAE (episode returns are logged unscaled)."""
+    max_kl: Scalar = setting(0.01, POSITIVE)
+    """The KL budget, one field for three roles: the trust-region radius delta for trpo and
+    npg, the constraint epsilon for dual, the target d_targ for ppo_kl."""
+    damping: Scalar = setting(0.1, NON_NEGATIVE)
+    """Fisher damping: (F + damping I) v."""
+    dual_lr: Scalar = setting(1.0, POSITIVE)
+    """Dual step size alpha_lambda for the dual algorithm."""
+    init_penalty: Scalar = setting(1.0, NON_NEGATIVE)
+    """Initial lambda (dual) or beta (ppo_kl)."""
+    backtrack_coef: Scalar = setting(0.8, Real(0.0, 1.0, low_open=True, high_open=True))
+    """trpo line-search shrink factor per step, in (0, 1)."""
+    natural_lr: Scalar = setting(0.1, POSITIVE)
+    """npg fixed step size (only with --npg-fixed-step)."""
 
 
-def _fail(field: str, value: object, allowed: str) -> None:
-    raise ConfigError(f"invalid {field}={value!r}: {allowed}")
+STATIC_FIELDS = tuple(f.name for f in dataclasses.fields(StaticFields))
+HPARAM_FIELDS = tuple(f.name for f in dataclasses.fields(TracedFields))  # the sweepable ones
 
 
 @dataclasses.dataclass(frozen=True)
-class TrainConfig(ConfigFields):
+class StaticConfig(StaticFields):
+    """The static half of a `TrainConfig`: hashable, so compiled functions are cached on it."""
+
+
+@flax.struct.dataclass  # frozen too; mypy does not see it through flax's decorator
+class HParams(TracedFields):  # type: ignore[misc]
+    """The traced half of a `TrainConfig`: float32 scalars (or [R] vectors under vmap)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig(TracedFields, StaticFields):
     """A validated training configuration. Bad values raise `ConfigError` (one line)."""
 
     def __post_init__(self) -> None:
         validate(self)
 
     def static(self) -> StaticConfig:
-        return StaticConfig(
-            algo=self.algo,
-            env=self.env,
-            backend=self.backend,
-            num_envs=self.num_envs,
-            num_steps=self.num_steps,
-            num_iterations=self.num_iterations,
-            update_epochs=self.update_epochs,
-            num_minibatches=self.num_minibatches,
-            hidden=tuple(self.hidden),
-            activation=self.activation,
-            normalize_obs=self.normalize_obs,
-            anneal_lr=self.anneal_lr,
-            log_every=self.log_every,
-            cg_iters=self.cg_iters,
-            linesearch_steps=self.linesearch_steps,
-            fvp_fraction=float(self.fvp_fraction),
-            anneal_kl=self.anneal_kl,
-            npg_fixed_step=self.npg_fixed_step,
-        )
+        fields = {name: getattr(self, name) for name in STATIC_FIELDS}
+        return StaticConfig(**{**fields, "hidden": tuple(self.hidden)})
 
     def hparams(self) -> HParams:
-        return HParams(**{f: jnp.float32(getattr(self, f)) for f in HPARAM_FIELDS})
+        return HParams(**{name: jnp.float32(getattr(self, name)) for name in HPARAM_FIELDS})
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -211,58 +272,20 @@ class TrainConfig(ConfigFields):
         if unknown:
             raise ConfigError(f"invalid config keys {unknown}: allowed keys are {sorted(known)}")
         d = dict(d)
-        if "hidden" in d:
+        if isinstance(d.get("hidden"), list):
             d["hidden"] = tuple(d["hidden"])
         return cls(**d)
 
 
-def validate(c: ConfigFields) -> None:
+def validate(c: TrainConfig) -> None:
     """Raise ConfigError naming the first bad field. Cheap: builds no env, compiles nothing."""
-    from vecpg.envs.registry import env_names, split_env_name
-
-    if c.algo not in ALGOS:
-        _fail("algo", c.algo, f"allowed: {', '.join(ALGOS)}")
-    try:
-        split_env_name(c.env)
-    except KeyError:
-        _fail("env", c.env, f"allowed: {', '.join(env_names())}")
-    if c.backend not in BACKENDS:
-        _fail("backend", c.backend, f"allowed: {', '.join(BACKENDS)}")
-    if c.activation not in ACTIVATIONS:
-        _fail("activation", c.activation, f"allowed: {', '.join(ACTIVATIONS)}")
-    ints = ("num_envs", "num_steps", "update_epochs", "num_minibatches", "log_every")
-    for name in (*ints, "cg_iters", "linesearch_steps"):
-        v = getattr(c, name)
-        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-            _fail(name, v, "must be an integer >= 1")
-    if not c.hidden or any((not isinstance(h, int)) or h < 1 for h in c.hidden):
-        _fail("hidden", c.hidden, "must be a non-empty list of integers >= 1")
+    for f in dataclasses.fields(c):
+        bound_of(f).check(f.name, getattr(c, f.name))
     if c.batch_size % c.num_minibatches:
-        _fail(
+        fail(
             "num_minibatches",
             c.num_minibatches,
             f"must divide the batch num_envs*num_steps={c.batch_size}",
         )
     if c.total_steps < c.batch_size:
-        _fail("total_steps", c.total_steps, f"must be >= num_envs*num_steps={c.batch_size}")
-    for name in (
-        "learning_rate",
-        "max_grad_norm",
-        "reward_scale",
-        "max_kl",
-        "dual_lr",
-        "natural_lr",
-    ):
-        if not float(getattr(c, name)) > 0:
-            _fail(name, getattr(c, name), "must be > 0")
-    for name in ("ent_coef", "vf_coef", "damping", "init_penalty", "clip_eps"):
-        if not float(getattr(c, name)) >= 0:
-            _fail(name, getattr(c, name), "must be >= 0")
-    if not 0.0 < float(c.gamma) <= 1.0:
-        _fail("gamma", c.gamma, "must be in (0, 1]")
-    if not 0.0 <= float(c.gae_lambda) <= 1.0:
-        _fail("gae_lambda", c.gae_lambda, "must be in [0, 1]")
-    if not 0.0 < float(c.backtrack_coef) < 1.0:
-        _fail("backtrack_coef", c.backtrack_coef, "must be in (0, 1)")
-    if not 0.0 < float(c.fvp_fraction) <= 1.0:
-        _fail("fvp_fraction", c.fvp_fraction, "must be in (0, 1]")
+        fail("total_steps", c.total_steps, f"must be >= num_envs*num_steps={c.batch_size}")

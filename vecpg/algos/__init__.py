@@ -1,13 +1,17 @@
-"""Algorithm registry: name -> make(static, agent) -> Updater."""
+"""Algorithm registry: name -> make(static, agent) -> Updater. The config's list of
+algorithm names is this registry's keys."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from vecpg.algos import a2c, penalty, ppo, trust_region
 from vecpg.algos.base import Batch, Updater
-from vecpg.config import StaticConfig
-from vecpg.networks import Agent
+from vecpg.models.networks import Agent
+
+if TYPE_CHECKING:
+    from vecpg.config import StaticConfig
 
 REGISTRY: dict[str, Callable[[StaticConfig, Agent], Updater]] = {
     "a2c": a2c.make,
@@ -20,8 +24,7 @@ REGISTRY: dict[str, Callable[[StaticConfig, Agent], Updater]] = {
 
 
 def make_updater(static: StaticConfig, agent: Agent) -> Updater:
-    if static.algo not in REGISTRY:
-        raise NotImplementedError(f"algo={static.algo!r} is not implemented yet")
+    """The (init, update) pair of `static.algo` (validated against REGISTRY already)."""
     return REGISTRY[static.algo](static, agent)
 
 

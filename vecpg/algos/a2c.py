@@ -1,41 +1,45 @@
-"""A2C: the vanilla policy gradient with a GAE baseline, one step per batch."""
+"""A2C: the vanilla policy gradient with a GAE baseline, one full-batch step per batch:
+
+minimise  -E[log pi(a|s) A] + vf_coef (V - R)^2 - ent_coef H
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+from typing import TYPE_CHECKING
 
 import jax
 import jax.numpy as jnp
+import optax
 
-from vecpg.algos import ppo
-from vecpg.algos.base import (
-    Batch,
-    Metrics,
-    Nets,
-    Updater,
-    adam,
-    normalize_advantage,
-    sgd_step,
-    value_loss,
-)
-from vecpg.config import HParams, StaticConfig
-from vecpg.networks import Agent, AgentParams
+from vecpg.algos import objectives as obj
+from vecpg.algos.base import Batch, Metrics, Nets, OptState, Updater, adam, sgd_step
+from vecpg.models.networks import Agent, AgentParams
+
+if TYPE_CHECKING:
+    from vecpg.config import HParams, StaticConfig
 
 
 def pg_loss(nets: Nets, agent: Agent, b: Batch, hp: HParams) -> tuple[jax.Array, Metrics]:
     """-E[log pi(a|s) A] + vf * value loss - ent * entropy, on the whole batch [N]."""
     dist = agent.actor.apply(nets.actor, b.obs)
     logp = agent.dist.log_prob(dist, b.action)
-    policy_loss = -jnp.mean(logp * normalize_advantage(b.advantage))
-    entropy = jnp.mean(agent.dist.entropy(dist))
-    v_loss = value_loss(agent, nets.critic, b.obs, b.target)
+    policy_loss = -jnp.mean(logp * obj.normalize_advantage(b.advantage))
+    entropy = obj.entropy(agent, dist)
+    v_loss = obj.value_loss(agent, nets.critic, b.obs, b.target)
     loss = policy_loss + hp.vf_coef * v_loss - hp.ent_coef * entropy
     return loss, {"policy_loss": policy_loss, "value_loss": v_loss, "entropy": entropy}
 
 
-def init(static: StaticConfig, agent: Agent, params: AgentParams, hp: HParams) -> ppo.PPOState:
-    opt = adam(hp, static.num_iterations, static.anneal_lr)
-    return ppo.PPOState(opt.init(Nets(params.actor, params.critic)))
+def optimizer(static: StaticConfig, hp: HParams) -> optax.GradientTransformation:
+    """One Adam step per iteration: the learning rate anneals over num_iterations."""
+    return adam(hp, static.num_iterations, static.anneal_lr)
+
+
+def init(static: StaticConfig, agent: Agent, params: AgentParams, hp: HParams) -> OptState:
+    del agent
+    return OptState(optimizer(static, hp).init(Nets(params.actor, params.critic)))
 
 
 def update(
@@ -43,16 +47,24 @@ def update(
     agent: Agent,
     key: jax.Array,
     params: AgentParams,
-    state: ppo.PPOState,
+    state: OptState,
     batch: Batch,
     hp: HParams,
-) -> tuple[AgentParams, ppo.PPOState, Metrics]:
+) -> tuple[AgentParams, OptState, Metrics]:
     del key  # full-batch step: nothing to shuffle
-    opt = adam(hp, static.num_iterations, static.anneal_lr)
     (nets, opt_state), metrics = sgd_step(
-        agent, opt, hp, pg_loss, (Nets(params.actor, params.critic), state.opt_state), batch
+        agent,
+        optimizer(static, hp),
+        hp,
+        pg_loss,
+        (Nets(params.actor, params.critic), state.opt_state),
+        batch,
     )
-    return params.replace(actor=nets.actor, critic=nets.critic), ppo.PPOState(opt_state), metrics
+    return (
+        dataclasses.replace(params, actor=nets.actor, critic=nets.critic),
+        OptState(opt_state),
+        metrics,
+    )
 
 
 def make(static: StaticConfig, agent: Agent) -> Updater:

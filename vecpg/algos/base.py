@@ -1,22 +1,26 @@
-"""The updater interface every algorithm implements, and pieces they share."""
+"""The updater interface every algorithm implements, and the optimisation loop pieces
+they share (the loss terms are in `objectives`)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
+from jax.typing import ArrayLike
 
-from vecpg.config import HParams, StaticConfig
-from vecpg.networks import Agent, AgentParams
+from vecpg.models.networks import Agent, AgentParams
+
+if TYPE_CHECKING:
+    from vecpg.config import HParams, StaticConfig
 
 
 class Batch(NamedTuple):
     """One iteration's data, flattened to [N] (N = num_envs * num_steps)."""
 
-    obs: jax.Array  # [N, obs_dim] normalised with the rollout's statistics
+    obs: jax.Array  # [N, *obs_shape] normalised with the rollout's statistics
     action: jax.Array  # [N] or [N, D]
     log_prob: jax.Array  # [N] log pi_old(a|s)
     advantage: jax.Array  # [N] GAE, not normalised
@@ -26,10 +30,12 @@ class Batch(NamedTuple):
 
 
 Metrics = dict[str, jax.Array]
+# loss(params, agent, minibatch, hparams) -> (loss, metrics)
+LossFn = Callable[[Any, Agent, Batch, "HParams"], tuple[jax.Array, Metrics]]
 
 
 class Updater(NamedTuple):
-    """An (init, update) pair. Static settings are bound with functools.partial.
+    """An (init, update) pair, static settings already bound:
 
     init(params, hparams) -> state
     update(key, params, state, batch, hparams) -> (params, state, metrics)
@@ -48,34 +54,40 @@ class Nets(NamedTuple):
     critic: Any
 
 
+class OptState(NamedTuple):
+    """The state of an algorithm whose only state is one optax optimiser (a2c, ppo)."""
+
+    opt_state: optax.OptState
+
+
 def adam(hp: HParams, total_updates: int, anneal: bool) -> optax.GradientTransformation:
     """Global-norm clipping then Adam, with a (traced) learning rate, linearly annealed
     to zero over `total_updates` optimiser steps when `anneal`."""
 
-    def lr(count: jax.Array) -> jax.Array:
+    def lr(count: jax.Array) -> ArrayLike:
         frac = 1.0 - count / total_updates if anneal else 1.0
         return hp.learning_rate * frac
 
     return optax.chain(optax.clip_by_global_norm(hp.max_grad_norm), optax.adam(lr, eps=1e-5))
 
 
-def normalize_advantage(adv: jax.Array) -> jax.Array:
-    """[N] -> zero mean, unit std (per minibatch)."""
-    return (adv - adv.mean()) / (adv.std() + 1e-8)
+def minibatch_adam(static: StaticConfig, hp: HParams) -> optax.GradientTransformation:
+    """Adam over epochs x minibatches steps per iteration (ppo, ppo_kl, dual, the critic
+    of npg/trpo): the learning rate anneals over all of them."""
+    updates = static.num_iterations * static.update_epochs * static.num_minibatches
+    return adam(hp, updates, static.anneal_lr)
 
 
-def value_loss(agent: Agent, critic_params: Any, obs: jax.Array, target: jax.Array) -> jax.Array:
-    """0.5 * mean (V(s) - target)^2."""
-    v = agent.critic.apply(critic_params, obs)
-    return 0.5 * jnp.mean((v - target) ** 2)
-
-
-def sgd_step(agent: Agent, opt, hp: HParams, loss_fn, carry, mb: Any):
-    """One optimiser step on a minibatch; carry = (params, opt_state).
-
-    loss_fn(params, agent, mb, hp) -> (loss, metrics); `grad_norm` (before clipping) is
-    added to the metrics.
-    """
+def sgd_step(
+    agent: Agent,
+    opt: optax.GradientTransformation,
+    hp: HParams,
+    loss_fn: LossFn,
+    carry: tuple[Any, optax.OptState],
+    mb: Batch,
+) -> tuple[tuple[Any, optax.OptState], Metrics]:
+    """One optimiser step on a minibatch; carry = (params, opt_state). `grad_norm`
+    (before clipping) is added to the loss's metrics."""
     params, opt_state = carry
     (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, agent, mb, hp)
     updates, opt_state = opt.update(grads, opt_state, params)
@@ -88,10 +100,10 @@ def sgd_step(agent: Agent, opt, hp: HParams, loss_fn, carry, mb: Any):
 def minibatch_epochs(
     key: jax.Array,
     carry: Any,
-    batch: Any,
+    batch: Batch,
     num_epochs: int,
     num_minibatches: int,
-    step_fn: Callable[[Any, Any], tuple[Any, Metrics]],
+    step_fn: Callable[[Any, Batch], tuple[Any, Metrics]],
 ) -> tuple[Any, Metrics]:
     """Run `step_fn(carry, minibatch)` over shuffled minibatches for `num_epochs`.
 
@@ -108,7 +120,3 @@ def minibatch_epochs(
 
     carry, metrics = jax.lax.scan(epoch, carry, jax.random.split(key, num_epochs))
     return carry, jax.tree.map(jnp.mean, metrics)
-
-
-def total_minibatch_updates(static: StaticConfig) -> int:
-    return static.num_iterations * static.update_epochs * static.num_minibatches

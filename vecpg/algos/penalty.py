@@ -14,26 +14,23 @@ iterations and is logged as `penalty`.
 from __future__ import annotations
 
 import functools
-from typing import NamedTuple
+from collections.abc import Callable
+from typing import TYPE_CHECKING, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
 
+from vecpg.algos import objectives as obj
 from vecpg.algos import ppo
-from vecpg.algos.base import (
-    Batch,
-    Metrics,
-    Nets,
-    Updater,
-    adam,
-    normalize_advantage,
-    total_minibatch_updates,
-    value_loss,
-)
-from vecpg.algos.trust_region import mean_kl
-from vecpg.config import HParams, StaticConfig
-from vecpg.networks import Agent, AgentParams
+from vecpg.algos.base import Batch, Metrics, Nets, OptState, Updater
+from vecpg.models.networks import Agent, AgentParams
+
+if TYPE_CHECKING:
+    from vecpg.config import HParams, StaticConfig
+
+# adapt(penalty, kl after the update, hparams) -> new penalty
+AdaptRule = Callable[[jax.Array, jax.Array, "HParams"], jax.Array]
 
 
 class PenaltyState(NamedTuple):
@@ -42,15 +39,15 @@ class PenaltyState(NamedTuple):
 
 
 def penalized_loss(
-    nets: Nets, agent: Agent, mb: Batch, hp: HParams, coef: jax.Array
+    nets: Nets, agent: Agent, mb: Batch, hp: HParams, *, coef: jax.Array
 ) -> tuple[jax.Array, Metrics]:
     """-(E[r A] - coef * E[KL(pi || pi_old)]) + vf * value loss - ent * entropy, on [M]."""
     dist = agent.actor.apply(nets.actor, mb.obs)
-    ratio = jnp.exp(agent.dist.log_prob(dist, mb.action) - mb.log_prob)
-    surr = jnp.mean(ratio * normalize_advantage(mb.advantage))
-    kl = jnp.mean(agent.dist.kl(dist, mb.old_dist))
-    entropy = jnp.mean(agent.dist.entropy(dist))
-    v_loss = value_loss(agent, nets.critic, mb.obs, mb.target)
+    ratio = jnp.exp(obj.log_ratio(agent, dist, mb))
+    surr = jnp.mean(ratio * obj.normalize_advantage(mb.advantage))
+    kl = obj.kl_to_old(agent, dist, mb)
+    entropy = obj.entropy(agent, dist)
+    v_loss = obj.value_loss(agent, nets.critic, mb.obs, mb.target)
     policy_loss = -(surr - coef * kl)
     loss = policy_loss + hp.vf_coef * v_loss - hp.ent_coef * entropy
     return loss, {"policy_loss": policy_loss, "value_loss": v_loss, "entropy": entropy}
@@ -71,38 +68,39 @@ def adaptive_beta(penalty: jax.Array, kl: jax.Array, hp: HParams) -> jax.Array:
 
 
 def init(static: StaticConfig, agent: Agent, params: AgentParams, hp: HParams) -> PenaltyState:
-    opt = adam(hp, total_minibatch_updates(static), static.anneal_lr)
-    return PenaltyState(opt.init(Nets(params.actor, params.critic)), hp.init_penalty)
+    state = ppo.init(static, agent, params, hp)  # the same optimiser as ppo's
+    return PenaltyState(state.opt_state, jnp.asarray(hp.init_penalty))
 
 
 def update(
     static: StaticConfig,
     agent: Agent,
-    adapt,
     key: jax.Array,
     params: AgentParams,
     state: PenaltyState,
     batch: Batch,
     hp: HParams,
+    *,
+    adapt: AdaptRule,
 ) -> tuple[AgentParams, PenaltyState, Metrics]:
     """PPO's epochs x minibatches with the penalised loss, then adapt the multiplier."""
     loss = functools.partial(penalized_loss, coef=state.penalty)
-    params, ppo_state, metrics = ppo.update(
-        static, agent, key, params, ppo.PPOState(state.opt_state), batch, hp, loss_fn=loss
+    params, opt, metrics = ppo.update(
+        static, agent, key, params, OptState(state.opt_state), batch, hp, loss_fn=loss
     )
-    penalty = adapt(state.penalty, mean_kl(agent, params.actor, batch), hp)
-    return params, PenaltyState(ppo_state.opt_state, penalty), {**metrics, "penalty": penalty}
+    penalty = adapt(state.penalty, obj.mean_kl(agent, params.actor, batch), hp)
+    return params, PenaltyState(opt.opt_state, penalty), {**metrics, "penalty": penalty}
 
 
 def make_dual(static: StaticConfig, agent: Agent) -> Updater:
     return Updater(
         functools.partial(init, static, agent),
-        functools.partial(update, static, agent, dual_ascent),
+        functools.partial(update, static, agent, adapt=dual_ascent),
     )
 
 
 def make_ppo_kl(static: StaticConfig, agent: Agent) -> Updater:
     return Updater(
         functools.partial(init, static, agent),
-        functools.partial(update, static, agent, adaptive_beta),
+        functools.partial(update, static, agent, adapt=adaptive_beta),
     )

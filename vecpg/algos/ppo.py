@@ -1,44 +1,45 @@
-"""PPO with the clipped surrogate (Schulman et al. 2017), joint actor-critic loss."""
+"""PPO with the clipped surrogate (Schulman et al. 2017), joint actor-critic loss:
+
+    minimise  -E[min(r A, clip(r, 1-eps, 1+eps) A)] + vf_coef (V - R)^2 - ent_coef H
+
+over update_epochs x num_minibatches Adam steps, advantages normalised per minibatch.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING
 
 import jax
 import jax.numpy as jnp
 import optax
 
+from vecpg.algos import objectives as obj
 from vecpg.algos.base import (
     Batch,
+    LossFn,
     Metrics,
     Nets,
+    OptState,
     Updater,
-    adam,
+    minibatch_adam,
     minibatch_epochs,
-    normalize_advantage,
     sgd_step,
-    total_minibatch_updates,
-    value_loss,
 )
-from vecpg.config import HParams, StaticConfig
-from vecpg.networks import Agent, AgentParams
+from vecpg.models.networks import Agent, AgentParams
 
-
-class PPOState(NamedTuple):
-    opt_state: optax.OptState
+if TYPE_CHECKING:
+    from vecpg.config import HParams, StaticConfig
 
 
 def clipped_loss(nets: Nets, agent: Agent, mb: Batch, hp: HParams) -> tuple[jax.Array, Metrics]:
     """-E[min(r A, clip(r, 1-eps, 1+eps) A)] + vf * value loss - ent * entropy, on [M]."""
     dist = agent.actor.apply(nets.actor, mb.obs)
-    log_ratio = agent.dist.log_prob(dist, mb.action) - mb.log_prob
-    ratio = jnp.exp(log_ratio)
-    adv = normalize_advantage(mb.advantage)
-    clipped = jnp.clip(ratio, 1.0 - hp.clip_eps, 1.0 + hp.clip_eps)
-    policy_loss = -jnp.mean(jnp.minimum(ratio * adv, clipped * adv))
-    entropy = jnp.mean(agent.dist.entropy(dist))
-    v_loss = value_loss(agent, nets.critic, mb.obs, mb.target)
+    ratio = jnp.exp(obj.log_ratio(agent, dist, mb))
+    policy_loss = -obj.clipped_surrogate(ratio, obj.normalize_advantage(mb.advantage), hp.clip_eps)
+    entropy = obj.entropy(agent, dist)
+    v_loss = obj.value_loss(agent, nets.critic, mb.obs, mb.target)
     loss = policy_loss + hp.vf_coef * v_loss - hp.ent_coef * entropy
     clip_frac = jnp.mean((jnp.abs(ratio - 1.0) > hp.clip_eps).astype(jnp.float32))
     return loss, {
@@ -49,9 +50,14 @@ def clipped_loss(nets: Nets, agent: Agent, mb: Batch, hp: HParams) -> tuple[jax.
     }
 
 
-def init(static: StaticConfig, agent: Agent, params: AgentParams, hp: HParams) -> PPOState:
-    opt = adam(hp, total_minibatch_updates(static), static.anneal_lr)
-    return PPOState(opt.init(Nets(params.actor, params.critic)))
+def optimizer(static: StaticConfig, hp: HParams) -> optax.GradientTransformation:
+    """The one optimiser of actor and critic, built here for both init and update."""
+    return minibatch_adam(static, hp)
+
+
+def init(static: StaticConfig, agent: Agent, params: AgentParams, hp: HParams) -> OptState:
+    del agent
+    return OptState(optimizer(static, hp).init(Nets(params.actor, params.critic)))
 
 
 def update(
@@ -59,13 +65,14 @@ def update(
     agent: Agent,
     key: jax.Array,
     params: AgentParams,
-    state: PPOState,
+    state: OptState,
     batch: Batch,
     hp: HParams,
-    loss_fn: Any = clipped_loss,
-) -> tuple[AgentParams, PPOState, Metrics]:
-    opt = adam(hp, total_minibatch_updates(static), static.anneal_lr)
-    step = functools.partial(sgd_step, agent, opt, hp, loss_fn)
+    *,
+    loss_fn: LossFn = clipped_loss,
+) -> tuple[AgentParams, OptState, Metrics]:
+    """update_epochs x num_minibatches steps of `loss_fn` on shuffled minibatches."""
+    step = functools.partial(sgd_step, agent, optimizer(static, hp), hp, loss_fn)
     (nets, opt_state), metrics = minibatch_epochs(
         key,
         (Nets(params.actor, params.critic), state.opt_state),
@@ -74,7 +81,11 @@ def update(
         static.num_minibatches,
         step,
     )
-    return params.replace(actor=nets.actor, critic=nets.critic), PPOState(opt_state), metrics
+    return (
+        dataclasses.replace(params, actor=nets.actor, critic=nets.critic),
+        OptState(opt_state),
+        metrics,
+    )
 
 
 def make(static: StaticConfig, agent: Agent) -> Updater:

@@ -12,32 +12,28 @@ scale, and the predicted improvement alpha g^T F^-1 g then reads in (scaled) rew
 
 from __future__ import annotations
 
+import dataclasses
 import functools
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
 from jax.flatten_util import ravel_pytree
+from jax.typing import ArrayLike
 
-from vecpg.algos.base import (
-    Batch,
-    Metrics,
-    Updater,
-    adam,
-    minibatch_epochs,
-    sgd_step,
-    total_minibatch_updates,
-    value_loss,
-)
-from vecpg.config import HParams, StaticConfig
-from vecpg.natural import (
+from vecpg.algos import objectives as obj
+from vecpg.algos.base import Batch, Metrics, Updater, minibatch_adam, minibatch_epochs, sgd_step
+from vecpg.algos.natural import (
     backtracking_line_search,
     conjugate_gradient,
     flat_fvp,
     kl_step_size,
 )
-from vecpg.networks import Agent, AgentParams
+from vecpg.models.networks import Agent, AgentParams
+
+if TYPE_CHECKING:
+    from vecpg.config import HParams, StaticConfig
 
 
 class TrustRegionState(NamedTuple):
@@ -45,24 +41,12 @@ class TrustRegionState(NamedTuple):
     iteration: jax.Array  # for the KL-budget schedule
 
 
-def kl_budget(static: StaticConfig, hp: HParams, iteration: jax.Array) -> jax.Array:
+def kl_budget(static: StaticConfig, hp: HParams, iteration: jax.Array) -> ArrayLike:
     """max_kl, linearly annealed towards 0 over training when `anneal_kl`. Without it a
     converged policy keeps taking full max_kl steps along noise (alpha grows as g -> 0)."""
     if not static.anneal_kl:
         return hp.max_kl
     return hp.max_kl * (1.0 - iteration / static.num_iterations)
-
-
-def surrogate(agent: Agent, actor_params: Any, batch: Batch) -> jax.Array:
-    """A_bar(theta') = E[pi_theta'(a|s) / pi_theta(a|s) * A], batch [N]."""
-    dist = agent.actor.apply(actor_params, batch.obs)
-    ratio = jnp.exp(agent.dist.log_prob(dist, batch.action) - batch.log_prob)
-    return jnp.mean(ratio * batch.advantage)
-
-
-def mean_kl(agent: Agent, actor_params: Any, batch: Batch) -> jax.Array:
-    """E_s[KL(pi_theta'(.|s) || pi_theta(.|s))] over the batch."""
-    return jnp.mean(agent.dist.kl(agent.actor.apply(actor_params, batch.obs), batch.old_dist))
 
 
 def fvp_subsample(batch: Batch, fraction: float) -> jax.Array:
@@ -85,9 +69,11 @@ def natural_direction(
     actor_params: Any,
     batch: Batch,
     hp: HParams,
-    max_kl: jax.Array,
+    max_kl: ArrayLike,
 ) -> NaturalDirection:
-    g_tree = jax.grad(lambda p: surrogate(agent, p, batch))(actor_params)
+    """g, the CG solution x of (F + damping I) x = g on the FVP sub-sample, and the step
+    size alpha (KL-normalised, or natural_lr with npg_fixed_step). P = actor params."""
+    g_tree = jax.grad(lambda p: obj.surrogate(agent, p, batch))(actor_params)
     g, _ = ravel_pytree(g_tree)
     obs = fvp_subsample(batch, static.fvp_fraction)
     matvec = flat_fvp(
@@ -96,7 +82,7 @@ def natural_direction(
     cg = conjugate_gradient(matvec, g, static.cg_iters)
     alpha, gfg = kl_step_size(g, cg.x, max_kl)
     if static.npg_fixed_step:
-        alpha = hp.natural_lr
+        alpha = jnp.asarray(hp.natural_lr)
     return NaturalDirection(g, cg.x, alpha, gfg, cg.residual_norm)
 
 
@@ -104,7 +90,7 @@ def critic_loss(
     critic_params: Any, agent: Agent, mb: Batch, hp: HParams
 ) -> tuple[jax.Array, Metrics]:
     """0.5 (V - target)^2 on a minibatch, in the (params, agent, mb, hp) loss signature."""
-    loss = value_loss(agent, critic_params, mb.obs, mb.target)
+    loss = obj.value_loss(agent, critic_params, mb.obs, mb.target)
     return loss, {"value_loss": loss}
 
 
@@ -118,8 +104,7 @@ def fit_critic(
     hp: HParams,
 ) -> tuple[Any, optax.OptState, Metrics]:
     """update_epochs x num_minibatches Adam steps on 0.5 (V - target)^2."""
-    opt = adam(hp, total_minibatch_updates(static), static.anneal_lr)
-    step = functools.partial(sgd_step, agent, opt, hp, critic_loss)
+    step = functools.partial(sgd_step, agent, critic_optimizer(static, hp), hp, critic_loss)
     (critic_params, opt_state), metrics = minibatch_epochs(
         key,
         (critic_params, opt_state),
@@ -131,28 +116,36 @@ def fit_critic(
     return critic_params, opt_state, metrics
 
 
+def critic_optimizer(static: StaticConfig, hp: HParams) -> optax.GradientTransformation:
+    """The critic's Adam (the actor moves by the natural step), for init and update."""
+    return minibatch_adam(static, hp)
+
+
 def init(static: StaticConfig, agent: Agent, params: AgentParams, hp: HParams) -> TrustRegionState:
-    opt = adam(hp, total_minibatch_updates(static), static.anneal_lr)
-    return TrustRegionState(opt.init(params.critic), jnp.int32(0))
+    del agent
+    return TrustRegionState(critic_optimizer(static, hp).init(params.critic), jnp.int32(0))
 
 
 def update(
     static: StaticConfig,
     agent: Agent,
-    line_search: bool,
     key: jax.Array,
     params: AgentParams,
     state: TrustRegionState,
     batch: Batch,
     hp: HParams,
+    *,
+    line_search: bool,
 ) -> tuple[AgentParams, TrustRegionState, Metrics]:
+    """One natural step of the actor (with trpo's line search when `line_search`), then
+    the critic's epochs x minibatches."""
     max_kl = kl_budget(static, hp, state.iteration)
     d = natural_direction(static, agent, params.actor, batch, hp, max_kl)
     _, unravel = ravel_pytree(params.actor)
     full_step = unravel(d.alpha * d.x)
     if line_search:
         ls = backtracking_line_search(
-            lambda p: (surrogate(agent, p, batch), mean_kl(agent, p, batch)),
+            lambda p: (obj.surrogate(agent, p, batch), obj.mean_kl(agent, p, batch)),
             params.actor,
             full_step,
             max_kl,
@@ -160,7 +153,7 @@ def update(
             static.linesearch_steps,
         )
         actor = ls.params
-        extra = {
+        extra: Metrics = {
             "linesearch_steps": ls.steps.astype(jnp.float32),
             "linesearch_accepted": ls.accepted.astype(jnp.float32),
             "surrogate_improvement": ls.improvement,
@@ -169,19 +162,19 @@ def update(
     else:
         actor = jax.tree.map(jnp.add, params.actor, full_step)
         extra = {
-            "surrogate_improvement": surrogate(agent, actor, batch)
-            - surrogate(agent, params.actor, batch)
+            "surrogate_improvement": obj.surrogate(agent, actor, batch)
+            - obj.surrogate(agent, params.actor, batch)
         }
-        taken = jnp.float32(1.0)
+        taken = jnp.asarray(1.0, jnp.float32)
     critic, opt_state, critic_metrics = fit_critic(
         static, agent, key, params.critic, state.opt_state, batch, hp
     )
-    entropy = jnp.mean(agent.dist.entropy(agent.actor.apply(actor, batch.obs)))
-    metrics = {
-        "policy_loss": -surrogate(agent, actor, batch),
+    entropy = obj.entropy(agent, agent.actor.apply(actor, batch.obs))
+    metrics: Metrics = {
+        "policy_loss": -obj.surrogate(agent, actor, batch),
         "entropy": entropy,
         "step_size": d.alpha * taken,
-        "max_kl": max_kl,
+        "max_kl": jnp.asarray(max_kl),
         "gFg": d.gfg,
         "cg_residual": d.cg_residual,
         # first-order model of the surrogate gain: (alpha * taken) * g^T x
@@ -190,16 +183,18 @@ def update(
         **critic_metrics,
     }
     new_state = TrustRegionState(opt_state, state.iteration + 1)
-    return params.replace(actor=actor, critic=critic), new_state, metrics
+    return dataclasses.replace(params, actor=actor, critic=critic), new_state, metrics
 
 
 def make_npg(static: StaticConfig, agent: Agent) -> Updater:
     return Updater(
-        functools.partial(init, static, agent), functools.partial(update, static, agent, False)
+        functools.partial(init, static, agent),
+        functools.partial(update, static, agent, line_search=False),
     )
 
 
 def make_trpo(static: StaticConfig, agent: Agent) -> Updater:
     return Updater(
-        functools.partial(init, static, agent), functools.partial(update, static, agent, True)
+        functools.partial(init, static, agent),
+        functools.partial(update, static, agent, line_search=True),
     )

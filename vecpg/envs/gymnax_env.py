@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 
 from vecpg.envs.protocol import EnvSpec, EnvStep
+from vecpg.errors import ConfigError
 
 # Drawn by gymnax through gymnasium's renderer (pygame); MinAtar, bsuite etc. need only matplotlib.
 CLASSIC_CONTROL = (
@@ -84,8 +85,7 @@ class GymnaxEnv:
         """A GIF of `states` (one per step) drawn by gymnax's visualizer."""
         from gymnax.visualize import Visualizer
 
-        from vecpg.config import ConfigError
-        from vecpg.plots import pyplot
+        from vecpg.analysis.plots import pyplot
 
         pyplot()  # headless backend
         if out.suffix.lower() != ".gif":

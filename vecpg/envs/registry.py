@@ -64,7 +64,7 @@ def make_env(name: str, backend: str = "generalized") -> Env:
     src, env_id = split_env_name(name)
     if src == "tabular":
         from vecpg.envs.tabular_env import TabularEnv
-        from vecpg.tabular import gridworld
+        from vecpg.tabular.exact import gridworld
 
         return TabularEnv(gridworld(4, gamma=0.9), name)
     if src == "brax":

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from vecpg.envs.protocol import EnvSpec, EnvStep
-from vecpg.tabular import MDP
+from vecpg.tabular.exact import MDP
 
 
 @flax.struct.dataclass

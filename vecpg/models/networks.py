@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import flax.linen as nn
 import flax.struct
@@ -11,9 +11,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vecpg.distributions import GaussianParams, distribution
 from vecpg.envs.protocol import EnvSpec
-from vecpg.normalize import RunningStats, init_stats, normalize
+from vecpg.models import obs_norm
+from vecpg.models.distributions import GaussianParams, distribution
+from vecpg.models.obs_norm import RunningStats, init_stats
 
 _ACTIVATIONS = {
     "tanh": nn.tanh,
@@ -140,10 +141,16 @@ def init_agent_params(agent: Agent, key: jax.Array) -> AgentParams:
     )
 
 
-def policy_dist(agent: Agent, params: AgentParams, obs: jax.Array, use_norm: bool) -> Any:
-    """Raw obs [..., obs_dim] -> distribution parameters, normalising if enabled."""
-    x = normalize(params.obs_stats, obs) if use_norm else obs
+def policy_dist(agent: Agent, params: AgentParams, obs: jax.Array, *, normalize_obs: bool) -> Any:
+    """Raw obs [..., *obs_shape] -> distribution parameters (leaves [..., ...]), with the
+    running observation normalisation applied when `normalize_obs`."""
+    x = obs_norm.normalize_obs(params.obs_stats, obs) if normalize_obs else obs
     return agent.actor.apply(params.actor, x)
+
+
+def state_value(agent: Agent, critic_params: Any, obs: jax.Array) -> jax.Array:
+    """V(s): obs [..., *obs_shape] -> [...] (normalised observations)."""
+    return cast(jax.Array, agent.critic.apply(critic_params, obs))
 
 
 def env_action(agent: Agent, action: jax.Array) -> jax.Array:

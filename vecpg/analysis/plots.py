@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vecpg.stats import mean_ci95_curve
+from vecpg.analysis.stats import mean_ci95_curve
 
 
 def pyplot():

@@ -31,6 +31,6 @@ def update_stats(stats: RunningStats, x: jax.Array) -> RunningStats:
     return RunningStats(mean, m2 / total, total)
 
 
-def normalize(stats: RunningStats, obs: jax.Array) -> jax.Array:
+def normalize_obs(stats: RunningStats, obs: jax.Array) -> jax.Array:
     """(obs - mean) / std, clipped to +-10. obs: [..., *obs_shape]."""
     return jnp.clip((obs - stats.mean) / jnp.sqrt(stats.var + 1e-8), -OBS_CLIP, OBS_CLIP)

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 
 from vecpg.envs.protocol import Env, EnvStep
 from vecpg.envs.wrappers import EpisodeState, fresh_starts, step_episode
-from vecpg.networks import Agent, AgentParams, env_action, policy_dist
+from vecpg.models.networks import Agent, AgentParams, env_action, policy_dist
 
 
 class Transition(NamedTuple):
@@ -31,14 +31,15 @@ def actor_step(
     env: Env,
     agent: Agent,
     params: AgentParams,
-    use_norm: bool,
     env_state: EpisodeState,
     key: jax.Array,
     fresh: EnvStep | None = None,
+    *,
+    normalize_obs: bool,
 ) -> tuple[EpisodeState, Transition]:
     """One step of B envs: sample a ~ pi(.|s), step, auto-reset (to `fresh` [B] if
     given). env_state: [B]."""
-    dist = policy_dist(agent, params, env_state.obs, use_norm)
+    dist = policy_dist(agent, params, env_state.obs, normalize_obs=normalize_obs)
     action = agent.dist.sample(key, dist)
     log_prob = agent.dist.log_prob(dist, action)
     out = jax.vmap(step_episode, in_axes=(None, 0, 0, 0))(
@@ -62,10 +63,11 @@ def rollout(
     env: Env,
     agent: Agent,
     params: AgentParams,
-    use_norm: bool,
     env_state: EpisodeState,
     key: jax.Array,
+    *,
     num_steps: int,
+    normalize_obs: bool,
 ) -> tuple[EpisodeState, Transition]:
     """num_steps actor steps -> (final env state [B], Transition [T, B]). Envs that end
     during the rollout restart from initial states sampled once for this rollout."""
@@ -73,7 +75,7 @@ def rollout(
     fresh = fresh_starts(env, k_reset, env_state.t.shape[0])
 
     def body(state, k):
-        return actor_step(env, agent, params, use_norm, state, k, fresh)
+        return actor_step(env, agent, params, state, k, fresh, normalize_obs=normalize_obs)
 
     return jax.lax.scan(body, env_state, jax.random.split(k_steps, num_steps))
 

@@ -20,6 +20,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
+from jax.typing import ArrayLike
 
 Vector = jax.Array  # [P] flat parameter vector
 
@@ -29,7 +30,7 @@ def fisher_vector_product(
     fisher_vp: Callable[[Any, Any], Any],
     params: Any,
     v: Any,
-    damping: jax.Array,
+    damping: ArrayLike,
 ) -> Any:
     """(F + damping I) v for pytrees `params`, `v` (same structure).
 
@@ -48,7 +49,7 @@ def flat_fvp(
     dist_fn: Callable[[Any], Any],
     fisher_vp: Callable[[Any, Any], Any],
     params: Any,
-    damping: jax.Array,
+    damping: ArrayLike,
 ) -> Callable[[Vector], Vector]:
     """The damped FVP as a map on flat [P] vectors."""
     _, unravel = ravel_pytree(params)
@@ -90,7 +91,7 @@ def conjugate_gradient(matvec: Callable[[Vector], Vector], b: Vector, iters: int
     return CGResult(x, jnp.sqrt(rr))
 
 
-def kl_step_size(g: Vector, x: Vector, max_kl: jax.Array) -> tuple[jax.Array, jax.Array]:
+def kl_step_size(g: Vector, x: Vector, max_kl: ArrayLike) -> tuple[jax.Array, jax.Array]:
     """alpha = sqrt(2 eps / g^T F^-1 g), with x ~ F^-1 g from CG. Returns (alpha, gFg)."""
     gfg = jnp.vdot(g, x)
     alpha = jnp.sqrt(2.0 * max_kl / jnp.maximum(gfg, 1e-12))
@@ -109,8 +110,8 @@ def backtracking_line_search(
     objective_and_kl: Callable[[Any], tuple[jax.Array, jax.Array]],
     params: Any,
     full_step: Any,
-    max_kl: jax.Array,
-    coef: jax.Array,
+    max_kl: ArrayLike,
+    coef: ArrayLike,
     num_steps: int,
 ) -> LineSearch:
     """Try params + coef^k * full_step for k = 0..num_steps-1 and accept the first with

@@ -22,13 +22,13 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlparse
 
 import numpy as np
 
-from vecpg.config import ConfigError
-from vecpg.stats import mean_ci95
+from vecpg.analysis.stats import mean_ci95
+from vecpg.errors import ConfigError
 
 WANDB_MODES = ("disabled", "offline", "online")
 DEFAULT_BASE_URL = "https://api.wandb.ai"
@@ -260,7 +260,7 @@ def log_html(options: WandbOptions, run_dir: Path, name: str, html_file: Path) -
             group=options.group or run_dir.name,
             name=name,
             job_type="render",
-            mode=mode,
+            mode=cast(Any, mode),  # checked against WANDB_MODES
             dir=str(run_dir),
             reinit="create_new",
             settings=wandb.Settings(silent=True, console="off", x_disable_stats=True),

@@ -1,6 +1,7 @@
-"""Throughput pieces of `vecpg bench`: the raw env ceiling, seeds scaling and the cost
-of the in-jit host callback (live progress / W&B logging). All timings are of the real
-compiled programs, compile time kept apart, medians over repeats."""
+"""What `vecpg bench` times: the raw env ceiling, training iterations and their phases,
+the trust-region pieces, seeds scaling, vmapped vs one-by-one runs and the cost of the
+in-jit host callback. All timings are of the programs `make_train` builds (compiled as
+`vecpg.training.execute` compiles them), compile time kept apart, medians over repeats."""
 
 from __future__ import annotations
 
@@ -14,10 +15,24 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jax.flatten_util import ravel_pytree
+
+from vecpg.algos import objectives
+from vecpg.algos.base import Batch
+from vecpg.algos.natural import conjugate_gradient, flat_fvp
+from vecpg.algos.trust_region import fvp_subsample
+from vecpg.bench.timing import median_time
 from vecpg.config import TrainConfig
-from vecpg.envs import Env, make_env, reset_episode, step_episode
+from vecpg.envs import Env, EnvSpec, make_env, reset_episode, step_episode
 from vecpg.envs.wrappers import fresh_starts
-from vecpg.execute import _train_from_key_data, compiled_train, plan_lanes, runs_sharding
+from vecpg.models.networks import init_agent_params, make_agent
+from vecpg.training.execute import (
+    compiled_train,
+    plan_lanes,
+    runs_sharding,
+    whole_run_from_key_data,
+)
+from vecpg.training.trainer import init_train_state, make_batch, make_pieces, make_train
 
 
 def lane_inputs(cfg: TrainConfig, num_runs: int) -> tuple:
@@ -28,16 +43,8 @@ def lane_inputs(cfg: TrainConfig, num_runs: int) -> tuple:
     return put(plan.key_data), jax.tree.map(put, plan.hparams), put(plan.lane_ids)
 
 
-def median_call(fn, args: tuple, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
-
-
-def random_actions(spec, key: jax.Array, n: int) -> jax.Array:
+def random_actions(spec: EnvSpec, key: jax.Array, n: int) -> jax.Array:
+    """[n] uniform actions of the env's action space."""
     if spec.discrete:
         return jax.random.randint(key, (n,), 0, spec.num_actions)
     shape = (n, spec.num_actions)
@@ -83,8 +90,7 @@ def env_ceiling(cfg: TrainConfig, iterations: int, repeats: int) -> dict[str, fl
     t0 = time.perf_counter()
     fn = jax.jit(jax.vmap(one), in_shardings=sharding).lower(keys).compile()
     compile_s = time.perf_counter() - t0
-    jax.block_until_ready(fn(keys))
-    run_s = median_call(fn, (keys,), repeats)
+    run_s = median_time(lambda: fn(keys), repeats)
     return {
         "compile_s": compile_s,
         "env_steps_per_s": lanes * iterations * cfg.batch_size / run_s,
@@ -106,15 +112,14 @@ def device_peak_bytes() -> int | None:
 
 def seeds_scaling(cfg: TrainConfig, seed_counts: tuple[int, ...], repeats: int) -> list[dict]:
     """Total env steps/s, compile time and memory of one vmapped call per seed count."""
-    rows = []
+    rows: list[dict[str, Any]] = []
     for n in seed_counts:
         args = lane_inputs(cfg, n)
         lanes = args[0].shape[0]  # padded to the device count
         t0 = time.perf_counter()
         fn = compiled_train(cfg.static(), lanes)
         compile_s = time.perf_counter() - t0
-        jax.block_until_ready(fn(*args))
-        run_s = median_call(fn, args, repeats)
+        run_s = median_time(lambda: fn(*args), repeats)
         rows.append(
             {
                 "seeds": n,
@@ -136,27 +141,22 @@ def logging_overhead(cfg: TrainConfig, num_runs: int, repeats: int) -> dict[str,
     """Wall time of the same training call compiled without the host callback, with it
     but no sink, and with W&B offline logging every lane (`log_every` of cfg). The W&B
     worker's drain-and-close after the call is timed apart (`wandb_finish_s`)."""
-    from vecpg.progress import sinks_active
-    from vecpg.tracking import Lane, WandbLogger, WandbOptions
-    from vecpg.trainer import make_train_fns
+    from vecpg.run.progress import sinks_active
+    from vecpg.run.tracking import Lane, WandbLogger, WandbOptions
 
     args = lane_inputs(cfg, num_runs)
-    sharding = runs_sharding()
-    bare_fns = make_train_fns(cfg.static(), None)
     bare = jax.jit(
-        functools.partial(_train_from_key_data, bare_fns, cfg.num_iterations),
-        in_shardings=sharding,
+        functools.partial(whole_run_from_key_data, make_train(cfg.static()), cfg.num_iterations),
+        in_shardings=runs_sharding(),
     )
     with_cb = compiled_train(cfg.static(), args[0].shape[0])
-    jax.block_until_ready(bare(*args))
-    jax.block_until_ready(with_cb(*args))
-    out = {
+    out: dict[str, Any] = {
         "env": cfg.env,
         "iterations": cfg.num_iterations,
         "runs": num_runs,
         "log_every": cfg.log_every,
-        "no_callback_s": median_call(bare, args, repeats),
-        "callback_no_sink_s": median_call(with_cb, args, repeats),
+        "no_callback_s": median_time(lambda: bare(*args), repeats),
+        "callback_no_sink_s": median_time(lambda: with_cb(*args), repeats),
     }
     train_times, finish_times = [], []
     lanes = [Lane(f"seed{i}", {"seed": i}) for i in range(num_runs)]
@@ -179,36 +179,111 @@ def logging_overhead(cfg: TrainConfig, num_runs: int, repeats: int) -> dict[str,
     return out
 
 
-def scaled(cfg: TrainConfig, iterations: int) -> TrainConfig:
-    return dataclasses.replace(cfg, total_steps=iterations * cfg.batch_size)
-
-
 def phase_timings(cfg: TrainConfig, repeats: int) -> dict[str, float]:
     """Seconds of each phase of one iteration, each jitted on its own (one lane): the
     rollout (policy + env steps + auto-reset), the batch (values + GAE) and the update
     (all epochs and minibatches). Their sum next to the fused iteration shows what
     fusion saves; their shares show where the time goes."""
-    from vecpg.algos import make_updater
-    from vecpg.networks import make_agent
-    from vecpg.rollout import rollout
-    from vecpg.trainer import init_train_state, make_batch
+    from vecpg.training.rollout import rollout
 
     static, hp = cfg.static(), cfg.hparams()
-    env = make_env(cfg.env, cfg.backend)
-    agent = make_agent(env.spec, static.hidden, static.activation)
-    updater = make_updater(static, agent)
+    p = make_pieces(static)
     key = jax.random.key(0)
-    state = init_train_state(static, env, agent, updater, key, hp)
+    state = init_train_state(p, key, hp)
     norm = static.normalize_obs
 
-    roll = jax.jit(lambda p, s, k: rollout(env, agent, p, norm, s, k, static.num_steps)[1])
-    batch_fn = jax.jit(lambda p, traj: make_batch(agent, p, traj, hp, norm))
-    update = jax.jit(lambda k, p, a, b: updater.update(k, p, a, b, hp)[0])
-    traj = jax.block_until_ready(roll(state.params, state.env_state, key))
-    batch = jax.block_until_ready(batch_fn(state.params, traj))
-    jax.block_until_ready(update(key, state.params, state.algo_state, batch))
+    def roll(params, env_state, k):
+        traj = rollout(
+            p.env, p.agent, params, env_state, k, num_steps=static.num_steps, normalize_obs=norm
+        )
+        return traj[1]
+
+    roll_fn = jax.jit(roll)
+    batch_fn = jax.jit(lambda params, traj: make_batch(p.agent, params, traj, hp, normalize=norm))
+    update = jax.jit(lambda k, params, a, b: p.updater.update(k, params, a, b, hp)[0])
+    traj = roll_fn(state.params, state.env_state, key)
+    batch = batch_fn(state.params, traj)
     return {
-        "rollout_s": median_call(roll, (state.params, state.env_state, key), repeats),
-        "batch_gae_s": median_call(batch_fn, (state.params, traj), repeats),
-        "update_s": median_call(update, (key, state.params, state.algo_state, batch), repeats),
+        "rollout_s": median_time(lambda: roll_fn(state.params, state.env_state, key), repeats),
+        "batch_gae_s": median_time(lambda: batch_fn(state.params, traj), repeats),
+        "update_s": median_time(
+            lambda: update(key, state.params, state.algo_state, batch), repeats
+        ),
+    }
+
+
+def iteration_cost(cfg: TrainConfig, iterations: int, repeats: int) -> dict[str, float]:
+    """Compile time and steady-state seconds per iteration of the real train program."""
+    cfg = dataclasses.replace(cfg, total_steps=iterations * cfg.batch_size)
+    lanes = jax.device_count()  # the smallest call the real (sharded) program takes
+    args = lane_inputs(cfg, lanes)
+    t0 = time.perf_counter()
+    compiled = compiled_train(cfg.static(), lanes)
+    compile_s = time.perf_counter() - t0
+    run_s = median_time(lambda: compiled(*args)[1], repeats)
+    return {
+        "compile_s": compile_s,
+        "iteration_s": run_s / iterations,
+        "env_steps_per_s": lanes * iterations * cfg.batch_size / run_s,
+    }
+
+
+def trust_region_cost(cfg: TrainConfig, repeats: int) -> dict[str, float]:
+    """Seconds for grad(surrogate), one FVP and one CG solve on a batch of cfg's size."""
+    spec = make_env(cfg.env, cfg.backend).spec
+    agent = make_agent(spec, cfg.hidden, cfg.activation)
+    params = init_agent_params(agent, jax.random.key(0)).actor
+    n = cfg.batch_size
+    obs = jax.random.normal(jax.random.key(1), (n, *spec.obs_shape))
+    dist = agent.actor.apply(params, obs)
+    action = agent.dist.sample(jax.random.key(2), dist)
+    advantage = jax.random.normal(jax.random.key(3), (n,))
+    logp = agent.dist.log_prob(dist, action)
+    batch = Batch(obs, action, logp, advantage, jnp.zeros(n), jnp.zeros(n), dist)
+    flat, _ = ravel_pytree(params)
+    sub = fvp_subsample(batch, cfg.fvp_fraction)
+
+    def matvec(p):
+        damping = jnp.float32(cfg.damping)
+        return flat_fvp(lambda q: agent.actor.apply(q, sub), agent.dist.fisher_vp, p, damping)
+
+    def surrogate_grad(p):
+        return ravel_pytree(jax.grad(lambda q: objectives.surrogate(agent, q, batch))(p))[0]
+
+    pg = jax.jit(surrogate_grad)
+    fvp = jax.jit(lambda p, v: matvec(p)(v))
+    cg = jax.jit(lambda p, g: conjugate_gradient(matvec(p), g, cfg.cg_iters).x)
+    g = pg(params)
+    out = {
+        "pg_s": median_time(lambda: pg(params), repeats),
+        "fvp_s": median_time(lambda: fvp(params, flat), repeats),
+        "cg_s": median_time(lambda: cg(params, g), repeats),
+    }
+    out["fvp_over_pg"] = out["fvp_s"] / out["pg_s"]
+    out["cg_over_pg"] = out["cg_s"] / out["pg_s"]
+    return out
+
+
+def vmap_vs_loop(cfg: TrainConfig, num_runs: int) -> dict[str, float]:
+    """`num_runs` seeds as one vmapped call against the same runs one by one, each side
+    timed from a cold start (compilation included)."""
+    from vecpg.run.api import train
+
+    compiled_train.cache_clear()
+    t0 = time.perf_counter()
+    batched = train(cfg, seeds=num_runs)
+    vmapped_s = time.perf_counter() - t0
+    compiled_train.cache_clear()
+    t0 = time.perf_counter()
+    for s in range(num_runs):
+        train(cfg, seeds=[s])
+    loop_s = time.perf_counter() - t0
+    steps = float(num_runs * batched.metrics["env_steps"][0, -1])
+    return {
+        "num_runs": num_runs,
+        "vmapped_s": vmapped_s,
+        "one_by_one_s": loop_s,
+        "speedup": loop_s / vmapped_s,
+        "vmapped_env_steps_per_s": steps / vmapped_s,
+        "one_by_one_env_steps_per_s": steps / loop_s,
     }

@@ -3,7 +3,7 @@ CIs, probability of improvement, learning curves and interval plots across run d
 
 Runs are grouped by label (the algorithm, or the directory name when two runs share an
 algorithm on one env) and by task (the env). Aggregates across several tasks are only
-computed on normalised scores (`--normalize env=low,high` for every task): raw returns
+computed on normalised scores (`--score-range env=low,high` for every task): raw returns
 of different envs are not comparable.
 """
 
@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from vecpg import stats
-from vecpg.api import load
-from vecpg.config import ConfigError
+from vecpg.analysis import stats
+from vecpg.errors import ConfigError
+from vecpg.run.rundir import load
 
 METRICS = {
     "IQM": stats.iqm,
@@ -24,20 +24,22 @@ METRICS = {
 }
 
 
-def parse_normalize(items: list[str]) -> dict[str, tuple[float, float]]:
+def parse_score_ranges(items: list[str]) -> dict[str, tuple[float, float]]:
     """['gymnax/CartPole-v1=22,500'] -> {'gymnax/CartPole-v1': (22.0, 500.0)}."""
     refs = {}
     for item in items:
         env, sep, rng = item.rpartition("=")
         parts = rng.split(",")
         if not sep or len(parts) != 2:
-            raise ConfigError(f"invalid normalize {item!r}: expected ENV=low,high")
+            raise ConfigError(f"invalid score_range {item!r}: expected ENV=low,high")
         try:
             low, high = float(parts[0]), float(parts[1])
         except ValueError:
-            raise ConfigError(f"invalid normalize {item!r}: low and high must be numbers") from None
+            raise ConfigError(
+                f"invalid score_range {item!r}: low and high must be numbers"
+            ) from None
         if not high > low:
-            raise ConfigError(f"invalid normalize {item!r}: high must be > low")
+            raise ConfigError(f"invalid score_range {item!r}: high must be > low")
         refs[env] = (low, high)
     return refs
 
@@ -52,7 +54,8 @@ def collect(run_dirs: list[str]) -> tuple[dict, dict]:
             loaded.append((Path(d), load(d)))
         except FileNotFoundError:
             raise ConfigError(f"invalid run_dir={d!r}: not a vecpg run directory") from None
-    finals, curves = {}, {}
+    finals: dict[tuple[str, str], np.ndarray] = {}
+    curves: dict[str, dict[str, dict[str, np.ndarray]]] = {}
     for path, res in loaded:
         label = res.config.algo
         if (label, res.config.env) in finals:
@@ -63,13 +66,13 @@ def collect(run_dirs: list[str]) -> tuple[dict, dict]:
 
 
 def report(
-    run_dirs: list[str], out: Path, normalize: dict[str, tuple[float, float]] | None = None
+    run_dirs: list[str], out: Path, score_ranges: dict[str, tuple[float, float]] | None = None
 ) -> str:
     """Write report.md and PNGs to `out`; return the markdown."""
-    from vecpg.plots import plot_algorithm_curves, plot_intervals
+    from vecpg.analysis.plots import plot_algorithm_curves, plot_intervals
 
     finals, curves = collect(run_dirs)
-    normalize = normalize or {}
+    score_ranges = score_ranges or {}
     labels = sorted({lab for lab, _ in finals})
     envs = sorted({env for _, env in finals})
     out.mkdir(parents=True, exist_ok=True)
@@ -95,12 +98,12 @@ def report(
     plot_intervals(intervals, out / "intervals.png", "IQM of final return, 95% CI")
 
     complete = [lab for lab in labels if all((lab, e) in finals for e in envs)]
-    if len(envs) == 1 or all(e in normalize for e in envs):
-        table, agg = aggregate_table(finals, complete, envs, normalize)
+    if len(envs) == 1 or all(e in score_ranges for e in envs):
+        table, agg = aggregate_table(finals, complete, envs, score_ranges)
         lines += table
         plot_intervals(agg, out / "aggregate.png", "Aggregate metrics, 95% bootstrap CI")
     else:
-        lines += ["", "No cross-task aggregate: give --normalize ENV=low,high for every env."]
+        lines += ["", "No cross-task aggregate: give --score-range ENV=low,high for every env."]
     lines += ["", "## Probability of improvement P(row > column)", ""]
     lines += ["| | " + " | ".join(complete) + " |", "|---" * (len(complete) + 1) + "|"]
     for a in complete:
@@ -115,23 +118,23 @@ def report(
     return text
 
 
-def aggregate_table(finals, labels, envs, normalize) -> tuple[list[str], dict]:
+def aggregate_table(finals, labels, envs, score_ranges) -> tuple[list[str], dict]:
     """Markdown rows and {'<metric> | <run>': (estimate, lo, hi)} for plotting."""
-    norm = "normalised " if normalize else ""
+    norm = "normalised " if score_ranges else ""
     intervals = {}
     lines = ["", f"## Aggregate over {len(envs)} task(s), {norm}scores", ""]
     lines += ["| run | " + " | ".join(METRICS) + " | optimality gap |", "|---" * 5 + "|"]
     for lab in labels:
         scores = np.stack([finals[(lab, e)] for e in envs], axis=1)
-        if normalize:
-            low = np.array([normalize[e][0] for e in envs])
-            high = np.array([normalize[e][1] for e in envs])
+        if score_ranges:
+            low = np.array([score_ranges[e][0] for e in envs])
+            high = np.array([score_ranges[e][1] for e in envs])
             scores = stats.normalize_scores(scores, low, high)
         cells = []
         for name, fn in METRICS.items():
             lo, hi = stats.stratified_bootstrap_ci(scores, fn)
             cells.append(f"{fn(scores):.3f} ({lo:.3f} .. {hi:.3f})")
             intervals[f"{name} | {lab}"] = (fn(scores), lo, hi)
-        gap = stats.optimality_gap(scores) if normalize else float("nan")
+        gap = stats.optimality_gap(scores) if score_ranges else float("nan")
         lines.append(f"| {lab} | " + " | ".join(cells) + f" | {gap:.3f} |")
     return lines, intervals

@@ -75,7 +75,7 @@ class ProgressReporter:
         self._start = time.perf_counter()
         self._steps_at_start = 0
         self._last_plain = -1.0
-        self._bar = None
+        self._bar: Any = None  # (rich Progress, task id) while a bar is shown
         self.lines: list[str] = []
 
     def expect(self, lanes_in_call: int) -> None:

@@ -1,10 +1,10 @@
-"""Run many lanes (seeds x hyperparameter configs) of one static config: ONE compiled
-`jit(vmap(train))`, its runs axis sharded over every device (a Mesh with a
-NamedSharding), chunked when `max_runs_per_call` is set.
+"""Run many lanes of one static config as compiled calls of `make_train`'s functions.
 
-Multi-host: call `jax.distributed.initialize()` first and run the same program on every
-host. Inputs are built with `jax.make_array_from_callback` from the full (deterministic)
-lane list each host holds, and results are gathered with `process_allgather`.
+A lane is one vmapped slot of the program: one (seed, hyperparameters) pair. All lanes
+run as ONE compiled program, their axis sharded over every device (a Mesh with a
+NamedSharding); `max_runs_per_call` splits them into equal calls of the same program.
+Inputs are built with `jax.make_array_from_callback` and results brought back with
+`process_allgather` when there are several processes (a path not yet run on a cluster).
 """
 
 from __future__ import annotations
@@ -12,20 +12,21 @@ from __future__ import annotations
 import functools
 import math
 import time
-from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple, Protocol, cast
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from vecpg.config import HParams, StaticConfig, TrainConfig
-from vecpg.progress import ProgressReporter, sinks_active
-from vecpg.trainer import TrainFns
+from vecpg.config import HPARAM_FIELDS, HParams, StaticConfig
+from vecpg.training.trainer import TrainFns, make_train
 
 
 class LaneOutput(NamedTuple):
+    """What a run of all lanes gives back to the host."""
+
     params: Any  # numpy leaves [R, ...]
     metrics: dict[str, np.ndarray]  # [R, iterations]
     compile_s: float
@@ -65,33 +66,31 @@ def _key_data(tree: Any) -> Any:
     return jax.tree.map(lambda x: jax.random.key_data(x) if _is_key(x) else x, tree)
 
 
-def _train_from_key_data(fns: TrainFns, num_iterations: int, key_data, hp: HParams, lanes):
-    """The whole run of all lanes: vmapped init, then the iteration scan."""
-    state = jax.vmap(fns.init)(jax.random.wrap_key_data(key_data), hp)
-    return fns.run(num_iterations, state, hp, lanes, jnp.int32(0))
+def whole_run_from_key_data(fns: TrainFns, num_iterations: int, key_data, hp: HParams, lanes):
+    """`fns.train` on raw key data [R, 2] (what checkpoints and host arrays hold)."""
+    return fns.train(jax.random.wrap_key_data(key_data), hp, lanes, num_iterations)
 
 
-def _init_from_key_data(fns: TrainFns, key_data: jax.Array, hp: HParams):
+def init_from_key_data(fns: TrainFns, key_data: jax.Array, hp: HParams):
     return jax.vmap(fns.init)(jax.random.wrap_key_data(key_data), hp)
 
 
-def _abstract_inputs(num_runs: int, sharding: NamedSharding):
+def abstract_inputs(num_runs: int, sharding: NamedSharding):
+    """Shapes of (key data [R, 2], hparams leaves [R], lane ids [R]) for lowering."""
     key_data = jax.random.key_data(jax.random.key(0))
     keys = jax.ShapeDtypeStruct((num_runs, *key_data.shape), key_data.dtype, sharding=sharding)
-    hp = jax.tree.map(
-        lambda _: jax.ShapeDtypeStruct((num_runs,), jnp.float32, sharding=sharding),
-        TrainConfig().hparams(),
-    )
+    leaf = jax.ShapeDtypeStruct((num_runs,), jnp.float32, sharding=sharding)
+    hp = HParams(**{name: cast(Any, leaf) for name in HPARAM_FIELDS})
     lanes = jax.ShapeDtypeStruct((num_runs,), jnp.int32, sharding=sharding)
     return keys, hp, lanes
 
 
 @functools.lru_cache(maxsize=4)
-def _train_fns(static: StaticConfig) -> TrainFns:
-    from vecpg.progress import emit
-    from vecpg.trainer import make_train_fns
+def train_fns(static: StaticConfig) -> TrainFns:
+    """`make_train(static)` with the host callback that feeds the active sinks."""
+    from vecpg.run.progress import emit
 
-    return make_train_fns(static, emit)
+    return make_train(static, emit)
 
 
 @functools.lru_cache(maxsize=16)
@@ -104,9 +103,9 @@ def compiled_train(static: StaticConfig, num_runs: int):
     for all lanes every `log_every` iterations, a no-op with no sink active.
     """
     sharding = runs_sharding()
-    fn = functools.partial(_train_from_key_data, _train_fns(static), static.num_iterations)
+    fn = functools.partial(whole_run_from_key_data, train_fns(static), static.num_iterations)
     jitted = jax.jit(fn, in_shardings=sharding, out_shardings=sharding)
-    return jitted.lower(*_abstract_inputs(num_runs, sharding)).compile()
+    return jitted.lower(*abstract_inputs(num_runs, sharding)).compile()
 
 
 @functools.lru_cache(maxsize=16)
@@ -115,10 +114,10 @@ def compiled_chunk(static: StaticConfig, num_runs: int, length: int):
     `run(state, hparams, lanes, start) -> (state, metrics [R, length])`, the state donated."""
     sharding = runs_sharding()
     replicated = NamedSharding(sharding.mesh, PartitionSpec())
-    fns = _train_fns(static)
-    keys, hp, lanes = _abstract_inputs(num_runs, sharding)
+    fns = train_fns(static)
+    keys, hp, lanes = abstract_inputs(num_runs, sharding)
     init = jax.jit(
-        functools.partial(_init_from_key_data, fns),
+        functools.partial(init_from_key_data, fns),
         in_shardings=sharding,
         out_shardings=sharding,
     ).lower(keys, hp)
@@ -127,7 +126,7 @@ def compiled_chunk(static: StaticConfig, num_runs: int, length: int):
         init.out_info,
     )
     run = jax.jit(
-        functools.partial(fns.run, length),
+        functools.partial(fns.run, length=length),
         in_shardings=(sharding, sharding, sharding, replicated),
         out_shardings=sharding,
         donate_argnums=0,
@@ -179,33 +178,31 @@ def plan_lanes(seeds: list[int], hparams: list[HParams], max_runs_per_call: int 
     return LanePlan(num_lanes, chunk, num_calls, key_data, hp_all, lane_ids)
 
 
+class CallWatcher(Protocol):
+    """Told when the timed part starts and how many real lanes each call runs (the
+    progress reporter implements it)."""
+
+    def start(self, steps_done_all_lanes: int = 0) -> None: ...
+
+    def expect(self, lanes_in_call: int) -> None: ...
+
+
 def run_lanes(
     static: StaticConfig,
-    seeds: list[int],
-    hparams: list[HParams],
-    max_runs_per_call: int | None = None,
-    progress: bool = False,
-    steps_per_lane: int = 0,
-    sinks: Sequence[Any] = (),
+    plan: LanePlan,
+    *,
     checkpointing: Checkpointing | None = None,
+    watcher: CallWatcher | None = None,
 ) -> LaneOutput:
-    """Train lane i with seed `seeds[i]` and hyperparameters `hparams[i]`.
+    """Train every lane of `plan`: one compiled program per call of `plan.chunk` lanes.
 
-    Lanes are padded to a multiple of the device count and of the chunk size, so every
-    call has the same shape and compiles once. `sinks` (and a progress reporter with
-    `progress`) receive the host callbacks. With `checkpointing`, the iterations run in
-    chunks and the run continues from the store's latest checkpoint if there is one.
+    With `checkpointing`, the iterations run in chunks and the run continues from the
+    store's latest checkpoint if there is one. Host sinks (progress, W&B) must be made
+    active by the caller (`vecpg.run.progress.sinks_active`).
     """
-    plan = plan_lanes(seeds, hparams, max_runs_per_call)
-    reporter = ProgressReporter(plan.num_lanes, steps_per_lane) if progress else None
-    active = [*sinks, *([reporter] if reporter else [])]
-    with sinks_active(active):
-        if checkpointing is None:
-            out = _run_whole(static, plan, reporter)
-        else:
-            out = _run_checkpointed(static, plan, reporter, checkpointing)
-    params, metrics, compile_s, run_s, num_devices = out
-    return LaneOutput(params, metrics, compile_s, run_s, num_devices, plan.num_calls)
+    if checkpointing is None:
+        return _run_whole(static, plan, watcher)
+    return _run_checkpointed(static, plan, watcher, checkpointing)
 
 
 def _inputs(plan: LanePlan, c: int, sharding: NamedSharding):
@@ -221,7 +218,7 @@ def _num_devices(tree: Any) -> int:
     return len(jax.tree.leaves(tree)[0].sharding.device_set)
 
 
-def _run_whole(static: StaticConfig, plan: LanePlan, reporter: ProgressReporter | None):
+def _run_whole(static: StaticConfig, plan: LanePlan, reporter: CallWatcher | None) -> LaneOutput:
     t0 = time.perf_counter()
     fn = compiled_train(static, plan.chunk)
     compile_s = time.perf_counter() - t0
@@ -238,12 +235,12 @@ def _run_whole(static: StaticConfig, plan: LanePlan, reporter: ProgressReporter 
         outs.append(_to_host((state.params, metrics)))
     run_s = time.perf_counter() - t0
     params, metrics = jax.tree.map(lambda *xs: np.concatenate(xs)[: plan.num_lanes], *outs)
-    return params, metrics, compile_s, run_s, num_devices
+    return LaneOutput(params, metrics, compile_s, run_s, num_devices, plan.num_calls)
 
 
 def _run_checkpointed(
-    static: StaticConfig, plan: LanePlan, reporter: ProgressReporter | None, ck: Checkpointing
-):
+    static: StaticConfig, plan: LanePlan, reporter: CallWatcher | None, ck: Checkpointing
+) -> LaneOutput:
     """Chunks of `ck.every` iterations for all lanes (every call of the lane plan), then
     a checkpoint of all lanes' full state and the metrics so far."""
     total = static.num_iterations
@@ -269,7 +266,7 @@ def _run_checkpointed(
         ]
         states = jax.tree.unflatten(treedef, leaves)
     if reporter:
-        reporter.start(done * static.num_envs * static.num_steps * plan.num_lanes)
+        reporter.start(done * static.batch_size * plan.num_lanes)
     t0 = time.perf_counter()
     while done < total:
         parts = []
@@ -290,4 +287,5 @@ def _run_checkpointed(
     params = jax.tree.map(lambda *xs: np.concatenate(xs), *_to_host([s.params for s in states]))
     params = jax.tree.map(lambda x: x[: plan.num_lanes], params)
     metrics = {k: v[: plan.num_lanes] for k, v in metrics.items()}
-    return params, metrics, compile_s, run_s, _num_devices(states[0].params)
+    num_devices = _num_devices(states[0].params)
+    return LaneOutput(params, metrics, compile_s, run_s, num_devices, plan.num_calls)

@@ -16,11 +16,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vecpg.config import ConfigError
+from vecpg.analysis.stats import mean_ci95
+from vecpg.config import StaticConfig
 from vecpg.envs import make_env
 from vecpg.envs.protocol import Env
-from vecpg.networks import Agent, AgentParams, env_action, make_agent, policy_dist
-from vecpg.stats import mean_ci95
+from vecpg.errors import ConfigError
+from vecpg.models.networks import Agent, AgentParams, env_action, make_agent, policy_dist
+from vecpg.run.rundir import load_policies
 
 
 class Episode(NamedTuple):
@@ -62,10 +64,11 @@ def play_episode(
     env: Env,
     agent: Agent,
     params: AgentParams,
-    use_norm: bool,
+    key: jax.Array,
+    *,
+    normalize_obs: bool,
     deterministic: bool,
     keep_states: bool,
-    key: jax.Array,
 ) -> Episode:
     """Reset with `key`, act until termination or the time limit (a scan of fixed
     length; rewards after termination are masked, whatever the env returns there)."""
@@ -74,7 +77,7 @@ def play_episode(
 
     def body(carry, k):
         step, alive, total, length = carry
-        dist = policy_dist(agent, params, step.obs, use_norm)
+        dist = policy_dist(agent, params, step.obs, normalize_obs=normalize_obs)
         action = agent.dist.mode(dist) if deterministic else agent.dist.sample(k, dist)
         nxt = env.step(step.state, env_action(agent, action))
         total = total + jnp.where(alive, nxt.reward, 0.0)
@@ -89,12 +92,16 @@ def play_episode(
 
 
 @functools.lru_cache(maxsize=8)
-def _compiled_returns(env_name: str, backend: str, hidden, activation, use_norm: bool):
-    env = make_env(env_name, backend)
-    agent = make_agent(env.spec, hidden, activation)
+def _compiled_returns(static: StaticConfig):
+    """(params [seeds], keys [episodes], deterministic) -> returns, lengths [seeds, episodes]."""
+    env = make_env(static.env, static.backend)
+    agent = make_agent(env.spec, static.hidden, static.activation)
 
     def returns(params, keys, deterministic):
-        one = functools.partial(play_episode, env, agent, params, use_norm, deterministic, False)
+        one = functools.partial(
+            play_episode, env, agent, params,
+            normalize_obs=static.normalize_obs, deterministic=deterministic, keep_states=False,
+        )  # fmt: skip
         ep = jax.vmap(one)(keys)
         return ep.total, ep.length
 
@@ -104,35 +111,29 @@ def _compiled_returns(env_name: str, backend: str, hidden, activation, use_norm:
 
 def evaluate(run_dir: str | Path, episodes: int = 10, seed: int = 0) -> EvalResult:
     """Deterministic and stochastic returns of every seed's policy in a run dir."""
-    from vecpg.api import load
-
     if not isinstance(episodes, int) or episodes < 1:
         raise ConfigError(f"invalid episodes={episodes!r}: must be an integer >= 1")
-    res = load(run_dir)
-    c = res.config
-    fn = _compiled_returns(c.env, c.backend, tuple(c.hidden), c.activation, c.normalize_obs)
-    params = jax.tree.map(jnp.asarray, res.params)
+    saved = load_policies(run_dir)
+    fn = _compiled_returns(saved.results.config.static())
     keys = episode_keys(seed, episodes)
-    det, det_len = fn(params, keys, True)
-    sto, _ = fn(params, keys, False)
-    return EvalResult(res.seeds, np.asarray(det), np.asarray(sto), np.asarray(det_len))
+    det, det_len = fn(saved.params, keys, True)
+    sto, _ = fn(saved.params, keys, False)
+    return EvalResult(saved.results.seeds, np.asarray(det), np.asarray(sto), np.asarray(det_len))
 
 
 def render(run_dir: str | Path, seed: int, out: str | Path, episode_seed: int = 0) -> Path:
     """Write one deterministic episode of seed `seed`'s policy: brax's interactive HTML
     viewer for brax envs, a GIF (gymnax's visualizer) for gymnax envs it can draw."""
-    from vecpg.api import load
-
-    res = load(run_dir)
-    if seed not in res.seeds:
-        raise ConfigError(f"invalid seed={seed!r}: this run has seeds {res.seeds}")
-    c = res.config
+    saved = load_policies(run_dir)
+    params = saved.of_seed(seed)
+    c = saved.results.config
     env = make_env(c.env, c.backend)
     if not hasattr(env, "render"):
         raise ConfigError(f"invalid env={c.env!r}: no renderer for this env source")
-    agent = make_agent(env.spec, tuple(c.hidden), c.activation)
-    params = jax.tree.map(lambda x: jnp.asarray(x[res.seeds.index(seed)]), res.params)
-    play = functools.partial(play_episode, env, agent, params, c.normalize_obs, True, True)
+    play = functools.partial(
+        play_episode, env, saved.agent, params,
+        normalize_obs=c.normalize_obs, deterministic=True, keep_states=True,
+    )  # fmt: skip
     ep = jax.jit(play)(episode_keys(episode_seed, 1)[0])
     length = max(int(ep.length), 1)
     states = [jax.tree.map(lambda x: x[t], ep.states) for t in range(length)]

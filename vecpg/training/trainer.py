@@ -1,12 +1,14 @@
-"""make_train(static) -> train(key, hparams): the whole run as one pure function.
+"""`make_train(static) -> TrainFns(init, run)`: the compiled core of every run.
 
-This is the only module that composes env, rollout, GAE and the updater. One call of
-`train` is `lax.scan` over iterations; `jax.jit(jax.vmap(train))` runs many seeds (or a
-hyperparameter grid) as one compiled program.
+This is the only module that composes env, rollout, GAE and the updater. `init` builds
+one lane's state; `run` is one `lax.scan` over iterations with the lanes (seeds x grid
+points) vmapped inside its body. `execute` jits them (sharded over devices); the bench
+and the tests call the same functions.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -15,16 +17,23 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 
-from vecpg.advantages import batched_gae
 from vecpg.algos import Batch, Updater, make_updater
 from vecpg.config import HParams, StaticConfig
 from vecpg.envs import Env, EpisodeState, make_env, reset_episode
-from vecpg.networks import Agent, AgentParams, init_agent_params, make_agent
-from vecpg.normalize import normalize, update_stats
-from vecpg.rollout import Transition, finished_episode_stats, rollout
+from vecpg.models.networks import (
+    Agent,
+    AgentParams,
+    init_agent_params,
+    make_agent,
+    state_value,
+)
+from vecpg.models.obs_norm import normalize_obs, update_stats
+from vecpg.training.advantages import batched_gae
+from vecpg.training.rollout import Transition, finished_episode_stats, rollout
 
-# progress(lanes [R], iteration, buffer of [log_every, R] metrics)
-ProgressFn = Callable[[jax.Array, jax.Array, dict[str, jax.Array]], None]
+Metrics = dict[str, jax.Array]
+# progress(lane ids [R], iteration, buffer of [log_every, R] metrics), on the host
+ProgressFn = Callable[[jax.Array, jax.Array, Metrics], None]
 
 
 @flax.struct.dataclass
@@ -37,26 +46,41 @@ class TrainState:
     last_length: jax.Array
 
 
-def init_train_state(
-    static: StaticConfig, env: Env, agent: Agent, updater: Updater, key: jax.Array, hp: HParams
-) -> TrainState:
+class Pieces(NamedTuple):
+    """What one static config builds once: the env, the networks, the algorithm."""
+
+    static: StaticConfig
+    env: Env
+    agent: Agent
+    updater: Updater
+
+
+def make_pieces(static: StaticConfig) -> Pieces:
+    env = make_env(static.env, static.backend)
+    agent = make_agent(env.spec, static.hidden, static.activation)
+    return Pieces(static, env, agent, make_updater(static, agent))
+
+
+def init_train_state(p: Pieces, key: jax.Array, hp: HParams) -> TrainState:
+    """One lane's state: fresh params, algorithm state and num_envs reset envs."""
     k_params, k_env, key = jax.random.split(key, 3)
-    params = init_agent_params(agent, k_params)
+    params = init_agent_params(p.agent, k_params)
     env_state = jax.vmap(reset_episode, in_axes=(None, 0))(
-        env, jax.random.split(k_env, static.num_envs)
+        p.env, jax.random.split(k_env, p.static.num_envs)
     )
     zero = jnp.float32(0.0)
-    return TrainState(params, updater.init(params, hp), env_state, key, zero, zero)
+    return TrainState(params, p.updater.init(params, hp), env_state, key, zero, zero)
 
 
 def make_batch(
-    agent: Agent, params: AgentParams, traj: Transition, hp: HParams, use_norm: bool
+    agent: Agent, params: AgentParams, traj: Transition, hp: HParams, *, normalize: bool
 ) -> Batch:
-    """Values, GAE and old-policy outputs for a [T, B] trajectory, flattened to [T*B]."""
-    norm = (lambda o: normalize(params.obs_stats, o)) if use_norm else (lambda o: o)
+    """Values, GAE and old-policy outputs for a [T, B] trajectory, flattened to [T*B].
+    Truncation bootstraps from the true next state; termination does not."""
+    norm = (lambda o: normalize_obs(params.obs_stats, o)) if normalize else (lambda o: o)
     obs, next_obs = norm(traj.obs), norm(traj.next_obs)
-    v_t = agent.critic.apply(params.critic, obs)
-    v_tp1 = agent.critic.apply(params.critic, next_obs)
+    v_t = state_value(agent, params.critic, obs)
+    v_tp1 = state_value(agent, params.critic, next_obs)
     not_term = 1.0 - traj.terminated.astype(jnp.float32)
     not_done = 1.0 - (traj.terminated | traj.truncated).astype(jnp.float32)
     adv = batched_gae(
@@ -79,8 +103,8 @@ def make_batch(
     )
 
 
-def policy_change_metrics(agent: Agent, actor_params: Any, batch: Batch) -> dict[str, jax.Array]:
-    """Mean KL(pi_new || pi_old) and the largest ratio pi_new/pi_old over the batch."""
+def policy_change_metrics(agent: Agent, actor_params: Any, batch: Batch) -> Metrics:
+    """Mean KL(pi_new || pi_old) and the largest ratio pi_new/pi_old over the batch [N]."""
     new = agent.actor.apply(actor_params, batch.obs)
     log_ratio = agent.dist.log_prob(new, batch.action) - batch.log_prob
     return {
@@ -95,31 +119,32 @@ def explained_variance(value: jax.Array, target: jax.Array) -> jax.Array:
 
 
 def train_iteration(
-    static: StaticConfig,
-    env: Env,
-    agent: Agent,
-    updater: Updater,
-    hp: HParams,
-    state: TrainState,
-    iteration: jax.Array,
-) -> tuple[TrainState, dict[str, jax.Array]]:
-    """Rollout -> GAE -> update -> normaliser update, for one iteration."""
+    p: Pieces, state: TrainState, hp: HParams, iteration: jax.Array
+) -> tuple[TrainState, Metrics]:
+    """Rollout -> GAE -> update -> normaliser update, for one lane and one iteration."""
+    static, normalize = p.static, p.static.normalize_obs
     key, k_roll, k_upd = jax.random.split(state.key, 3)
     env_state, traj = rollout(
-        env, agent, state.params, static.normalize_obs, state.env_state, k_roll, static.num_steps
+        p.env,
+        p.agent,
+        state.params,
+        state.env_state,
+        k_roll,
+        num_steps=static.num_steps,
+        normalize_obs=normalize,
     )
-    batch = make_batch(agent, state.params, traj, hp, static.normalize_obs)
-    params, algo_state, upd_metrics = updater.update(
+    batch = make_batch(p.agent, state.params, traj, hp, normalize=normalize)
+    params, algo_state, upd_metrics = p.updater.update(
         k_upd, state.params, state.algo_state, batch, hp
     )
-    if static.normalize_obs:
+    if normalize:
         flat_obs = traj.obs.reshape(-1, *traj.obs.shape[2:])
-        params = params.replace(obs_stats=update_stats(params.obs_stats, flat_obs))
+        params = dataclasses.replace(params, obs_stats=update_stats(params.obs_stats, flat_obs))
 
     n_done, mean_return, mean_length = finished_episode_stats(traj)
     last_return = jnp.where(n_done > 0, mean_return, state.last_return)
     last_length = jnp.where(n_done > 0, mean_length, state.last_length)
-    env_steps = (iteration + 1) * (static.num_envs * static.num_steps)
+    env_steps = (iteration + 1) * static.batch_size
     metrics = {
         "env_steps": env_steps.astype(jnp.float32),
         "episode_return": last_return,
@@ -128,7 +153,7 @@ def train_iteration(
         "return_change": last_return - state.last_return,
         "nonfinite": jnp.sum(traj.nonfinite.astype(jnp.float32)),
         "explained_variance": explained_variance(batch.value, batch.target),
-        **policy_change_metrics(agent, params.actor, batch),
+        **policy_change_metrics(p.agent, params.actor, batch),
         **upd_metrics,
     }
     new_state = TrainState(params, algo_state, env_state, key, last_return, last_length)
@@ -136,17 +161,15 @@ def train_iteration(
 
 
 def run_iterations(
-    static: StaticConfig,
-    env: Env,
-    agent: Agent,
-    updater: Updater,
+    p: Pieces,
     progress: ProgressFn | None,
-    length: int,
     state: TrainState,
     hp: HParams,
     lanes: jax.Array,
     start: jax.Array,
-) -> tuple[TrainState, dict[str, jax.Array]]:
+    *,
+    length: int,
+) -> tuple[TrainState, Metrics]:
     """Iterations start .. start+length-1 of R lanes: state, hp and lanes have a leading
     [R] axis; metrics leaves come out [R, length].
 
@@ -158,10 +181,8 @@ def run_iterations(
     `num_iterations` (compiled in only when `length` does not divide them) and the
     callback condition are real conds.
     """
-    step = jax.vmap(
-        lambda s, h, it: train_iteration(static, env, agent, updater, h, s, it),
-        in_axes=(0, 0, None),
-    )
+    static = p.static
+    step = jax.vmap(functools.partial(train_iteration, p), in_axes=(0, 0, None))
     last = static.num_iterations - 1
     shapes = jax.eval_shape(step, state, hp, start)[1]
     zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
@@ -191,57 +212,28 @@ def run_iterations(
     return state, jax.tree.map(lambda m: jnp.moveaxis(m, 0, 1), metrics)
 
 
-def train(
-    static: StaticConfig,
-    env: Env,
-    agent: Agent,
-    updater: Updater,
-    progress: ProgressFn | None,
-    key: jax.Array,
-    hp: HParams,
-    lane: jax.Array | int = 0,
-) -> tuple[TrainState, dict[str, jax.Array]]:
-    """The full run for one seed: metrics leaves are [num_iterations]. Vmappable."""
-    state = init_train_state(static, env, agent, updater, key, hp)
-    add = lambda x: jnp.asarray(x)[None]  # noqa: E731
-    state, metrics = run_iterations(
-        static,
-        env,
-        agent,
-        updater,
-        progress,
-        static.num_iterations,
-        jax.tree.map(add, state),
-        jax.tree.map(add, hp),
-        add(jnp.int32(lane)),
-        jnp.int32(0),
-    )
-    return jax.tree.map(lambda x: x[0], (state, metrics))
-
-
 class TrainFns(NamedTuple):
-    """The pure pieces of a run, bound to one static config (all vmappable)."""
+    """The pure functions of one static config; `execute` compiles them.
 
-    init: Callable[[jax.Array, HParams], TrainState]  # one lane (vmap it)
-    run: Callable[..., tuple[TrainState, dict[str, jax.Array]]]  # (length, state, hp, lanes,
-    # start), all lanes at once
-    train: Callable[..., tuple[TrainState, dict[str, jax.Array]]]  # (key, hp, lane), one lane
+    init(key, hp) -> TrainState                          one lane (vmap it over [R])
+    run(state, hp, lanes, start, *, length) -> (state, metrics [R, length])   R lanes
+    """
+
+    init: Callable[[jax.Array, HParams], TrainState]
+    run: Callable[..., tuple[TrainState, Metrics]]
+
+    def train(self, keys: jax.Array, hp: HParams, lanes: jax.Array, num_iterations: int):
+        """The whole run of R lanes: keys [R] (typed PRNG keys), hp leaves [R], lane ids
+        [R] -> (final state, metrics leaves [R, num_iterations])."""
+        state = jax.vmap(self.init)(keys, hp)
+        return self.run(state, hp, lanes, jnp.int32(0), length=num_iterations)
 
 
-def make_train_fns(static: StaticConfig, progress: ProgressFn | None = None) -> TrainFns:
-    env = make_env(static.env, static.backend)
-    agent = make_agent(env.spec, static.hidden, static.activation)
-    updater = make_updater(static, agent)
+def make_train(static: StaticConfig, progress: ProgressFn | None = None) -> TrainFns:
+    """Build the env, networks and algorithm of `static` once; bind them to pure,
+    vmappable `init` and `run`. `progress` is the host callback (None: none)."""
+    p = make_pieces(static)
     return TrainFns(
-        init=functools.partial(init_train_state, static, env, agent, updater),
-        run=functools.partial(run_iterations, static, env, agent, updater, progress),
-        train=functools.partial(train, static, env, agent, updater, progress),
+        init=functools.partial(init_train_state, p),
+        run=functools.partial(run_iterations, p, progress),
     )
-
-
-def make_train(
-    static: StaticConfig, progress: ProgressFn | None = None
-) -> Callable[..., tuple[TrainState, dict[str, jax.Array]]]:
-    """Bind the static pieces; the result `train(key, hparams, lane=0)` is pure and
-    vmappable."""
-    return make_train_fns(static, progress).train

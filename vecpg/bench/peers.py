@@ -26,6 +26,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+import dataclasses
+
 from vecpg.config import TrainConfig
 
 REJAX_PATH_ENV = "VECPG_REJAX_PATH"  # a pip --target dir holding rejax + gymnax 0.0.9
@@ -176,3 +178,41 @@ def rejax_ppo(cfg: TrainConfig, total_steps: int) -> dict[str, Any]:
         "compile_s": max(r["first_s"] - r["steady_s"], 0.0),
         "eval_return": r["eval_return"],
     }
+
+
+def vecpg_side(cfg: TrainConfig, eval_episodes: int) -> dict[str, float]:
+    """vecpg ppo on one seed: steady-state env steps/s, compile time and the final
+    policy's deterministic return (`vecpg.evaluate`)."""
+    import tempfile
+
+    from vecpg.analysis.evaluate import evaluate
+    from vecpg.run.api import train
+
+    with tempfile.TemporaryDirectory() as d:
+        res = train(cfg, seeds=[0], run_dir=Path(d) / "run")
+        ret = float(evaluate(Path(d) / "run", episodes=eval_episodes).deterministic.mean())
+    return {
+        "env_steps_per_s": float(res.summary()["env_steps_per_s"]),
+        "compile_s": res.compile_s,
+        "eval_return": ret,
+    }
+
+
+def peer_comparison(base: TrainConfig, steps: int) -> dict[str, Any]:
+    """Brax PPO and vecpg ppo, same env, settings and env steps, one seed each; returns
+    are deterministic-policy evaluations (Brax's eval over 16 episodes; vecpg's too)."""
+    brax = brax_ppo(base, steps, eval_envs=16)
+    vec = vecpg_side(dataclasses.replace(base, total_steps=steps), 16)
+    ratio = vec["env_steps_per_s"] / brax["env_steps_per_s"]
+    return {"env_steps": steps, "brax": brax, "vecpg": vec, "throughput_ratio": ratio}
+
+
+def rejax_comparison(steps: int) -> dict[str, Any]:
+    """rejax PPO and vecpg ppo on CartPole (vecpg's defaults), 128 evaluation episodes."""
+    cfg = TrainConfig(total_steps=steps)
+    rejax = rejax_ppo(cfg, steps)
+    if "skipped" in rejax:
+        return rejax
+    vec = vecpg_side(cfg, 128)
+    ratio = vec["env_steps_per_s"] / rejax["env_steps_per_s"]
+    return {"env_steps": steps, "rejax": rejax, "vecpg": vec, "throughput_ratio": ratio}

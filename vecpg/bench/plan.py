@@ -1,0 +1,110 @@
+"""What one `vecpg bench` run measures. `BenchPlan` is the CLI's flags themselves."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Annotated
+
+import tyro
+
+from vecpg.config import TrainConfig
+from vecpg.errors import ConfigError
+
+DEFAULT_SCALING_SEEDS = (1, 8, 32, 128)
+VMAP_CONFIG = TrainConfig(total_steps=49_152)  # --vmap-runs: CartPole, 48 iterations of 8 x 128
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchPlan:
+    """Side-by-side timings in one process: env ceiling, vecpg ppo/trpo, trust-region
+    pieces, Brax PPO (and rejax) peers, seeds scaling, logging overhead."""
+
+    env: str = "brax/hopper"
+    """Environment to time on."""
+    backend: str = "positional"
+    """Brax backend."""
+    num_envs: int = 64
+    """Parallel environments."""
+    num_steps: int = 64
+    """Rollout length (batch = num_envs * num_steps)."""
+    iterations: int = 10
+    """Training iterations per timed call."""
+    repeats: int = 3
+    """Timed calls per measurement (the median is reported)."""
+    peer_steps: int = 200_000
+    """Env steps for the Brax PPO (brax envs) and rejax comparisons (0: skip peers)."""
+    scaling: bool = True
+    """Measure seeds scaling (on --scaling-env)."""
+    scaling_seeds: Annotated[tuple[int, ...], tyro.conf.UseAppendAction] = ()
+    """Repeatable seed count for the scaling table (default 1, 8, 32, 128)."""
+    scaling_env: str = "gymnax/CartPole-v1"
+    """Environment of the seeds-scaling and logging tables."""
+    scaling_envs: int = 8
+    """Parallel environments per seed in the seeds-scaling table."""
+    scaling_steps: int = 128
+    """Rollout length per seed in the seeds-scaling table."""
+    logging_runs: int = 8
+    """Seeds for the host-callback / W&B overhead measurement (0: skip)."""
+    vmap_runs: int = 0
+    """Also time this many CartPole runs as one vmapped call vs one by one (0: skip)."""
+    quick: bool = False
+    """Tiny settings for a smoke test (gymnax CartPole, small batch, no peers)."""
+    out: str = "bench"
+    """Directory for bench.json and bench.md."""
+
+    def resolved(self) -> BenchPlan:
+        """The plan to run: checked (one line per bad flag), `--quick` applied."""
+        TrainConfig(env=self.env, backend=self.backend)  # env and backend, before compiling
+        TrainConfig(env=self.scaling_env)
+        for name in ("num_envs", "num_steps", "iterations", "repeats"):
+            _at_least(name, getattr(self, name), 1)
+        for name in ("scaling_envs", "scaling_steps"):
+            _at_least(name, getattr(self, name), 1)
+        for name in ("peer_steps", "logging_runs", "vmap_runs"):
+            _at_least(name, getattr(self, name), 0)
+        if any(not isinstance(n, int) or n < 1 for n in self.scaling_seeds):
+            raise ConfigError(
+                f"invalid scaling_seeds={self.scaling_seeds!r}: must be integers >= 1"
+            )
+        seeds = self.scaling_seeds or DEFAULT_SCALING_SEEDS
+        plan = dataclasses.replace(self, scaling_seeds=seeds if self.scaling else ())
+        if not self.quick:
+            return plan
+        return dataclasses.replace(
+            plan,
+            env="gymnax/CartPole-v1",
+            backend="generalized",
+            num_envs=8,
+            num_steps=32,
+            iterations=4,
+            repeats=2,
+            peer_steps=0,
+            scaling_seeds=(1, 4),
+            scaling_envs=4,
+            scaling_steps=32,
+            logging_runs=2,
+        )
+
+    def base(self) -> TrainConfig:
+        """The timed training config: the bench env with vecpg's other defaults."""
+        return TrainConfig(
+            env=self.env,
+            backend=self.backend,
+            num_envs=self.num_envs,
+            num_steps=self.num_steps,
+            total_steps=self.iterations * self.num_envs * self.num_steps,
+            hidden=(64, 64),
+        )
+
+    def scaling_config(self) -> TrainConfig:
+        return TrainConfig(
+            env=self.scaling_env,
+            num_envs=self.scaling_envs,
+            num_steps=self.scaling_steps,
+            total_steps=self.iterations * self.scaling_envs * self.scaling_steps,
+        )
+
+
+def _at_least(name: str, value: object, low: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < low:
+        raise ConfigError(f"invalid {name}={value!r}: must be an integer >= {low}")

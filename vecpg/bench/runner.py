@@ -1,0 +1,80 @@
+"""`vecpg bench`: side-by-side timings in one process (compile time kept apart, medians
+over repeats), section by section; `report` turns the result into tables."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import jax
+
+from vecpg.bench import peers, throughput
+from vecpg.bench.plan import VMAP_CONFIG, BenchPlan
+from vecpg.bench.timing import machine
+
+
+def run_bench(plan: BenchPlan, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Every section of a resolved plan, side by side in this process."""
+    base = plan.base()
+    result: dict[str, Any] = {
+        "machine": machine(),
+        "jax": jax.__version__,
+        "settings": {
+            **dataclasses.asdict(plan),
+            "batch": base.batch_size,
+            "update_epochs": base.update_epochs,
+            "num_minibatches": base.num_minibatches,
+            "hidden": list(base.hidden),
+            "cg_iters": base.cg_iters,
+        },
+    }
+    log("bench: env ceiling")
+    result["ceiling"] = throughput.env_ceiling(base, plan.iterations, plan.repeats)
+    result["iteration"] = {}
+    for algo in ("ppo", "trpo"):
+        log(f"bench: {algo} iterations")
+        cfg = dataclasses.replace(base, algo=algo)
+        result["iteration"][algo] = throughput.iteration_cost(cfg, plan.iterations, plan.repeats)
+    it = result["iteration"]
+    ceiling = result["ceiling"]["env_steps_per_s"]
+    result["over_ceiling"] = {a: it[a]["env_steps_per_s"] / ceiling for a in it}
+    result["trpo_over_ppo_iteration"] = it["trpo"]["iteration_s"] / it["ppo"]["iteration_s"]
+    log("bench: phases of one iteration")
+    result["phases"] = {
+        a: throughput.phase_timings(dataclasses.replace(base, algo=a), plan.repeats * 3)
+        for a in ("ppo", "trpo")
+    }
+    log("bench: trust-region pieces")
+    result["trust_region_cost"] = throughput.trust_region_cost(base, repeats=max(5, 5 * plan.repeats))
+    if plan.peer_steps and base.env.startswith("brax/"):
+        log(f"bench: Brax PPO vs vecpg ppo, {plan.peer_steps:,} steps each")
+        result["brax_ppo"] = peers.peer_comparison(base, plan.peer_steps)
+    if plan.peer_steps:
+        log("bench: rejax PPO vs vecpg ppo on CartPole")
+        result["rejax_ppo"] = peers.rejax_comparison(plan.peer_steps)
+    scale_cfg = plan.scaling_config()
+    if plan.scaling_seeds:
+        log("bench: seeds scaling")
+        result["seeds_scaling"] = throughput.seeds_scaling(
+            scale_cfg, plan.scaling_seeds, plan.repeats
+        )
+    if plan.vmap_runs:
+        log("bench: vmapped runs vs one by one")
+        result["vmap_vs_loop"] = throughput.vmap_vs_loop(VMAP_CONFIG, plan.vmap_runs)
+    if plan.logging_runs:
+        log("bench: host-callback / W&B logging overhead")
+        log_cfg = dataclasses.replace(scale_cfg, total_steps=48 * scale_cfg.batch_size)
+        result["logging_overhead"] = [
+            throughput.logging_overhead(
+                dataclasses.replace(log_cfg, log_every=k), plan.logging_runs, plan.repeats
+            )
+            for k in (10, 1)
+        ]
+        if base.env != log_cfg.env:  # the bench env: heavier iterations, a realistic share
+            env_cfg = dataclasses.replace(base, total_steps=20 * base.batch_size)
+            runs = min(plan.logging_runs, 2)
+            result["logging_overhead"].append(
+                throughput.logging_overhead(env_cfg, runs, plan.repeats)
+            )
+    return result

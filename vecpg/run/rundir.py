@@ -1,0 +1,321 @@
+"""The run-dir format, in one place: file names, atomic writes, `Results` and
+`SweepResults` with their save and load, and policies rebuilt from a run dir.
+
+A train run dir holds config.json, run.json (how it was launched), spec.json,
+metrics.npz ([seeds, iterations] per metric), params.msgpack (flax, leading [seeds]
+axis), curves.png and summary.json. A sweep dir holds config.json, run.json, grid.json,
+metrics.npz ([points, seeds, iterations]), ranking.md, ranking.png and summary.json.
+summary.json is always written last: its presence marks a finished run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import flax.serialization
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from vecpg.analysis.stats import iqm, mean_ci95, stratified_bootstrap_ci
+from vecpg.config import TrainConfig
+from vecpg.envs.protocol import EnvSpec
+from vecpg.errors import ConfigError
+from vecpg.models.distributions import distribution
+from vecpg.models.networks import Agent, AgentParams, init_agent_params, make_agent, policy_dist
+
+CONFIG_FILE = "config.json"
+LAUNCH_FILE = "run.json"  # how the run was launched: seeds, grid, chunking
+SUMMARY_FILE = "summary.json"
+TRAIN_FILES = ("config.json", "spec.json", "metrics.npz", "params.msgpack", "curves.png")
+SWEEP_FILES = ("config.json", "grid.json", "metrics.npz", "ranking.md", "ranking.png")
+FINAL_FRACTION = 0.1  # final return = mean episode_return over the last 10% of iterations
+
+
+def final_returns(episode_return: np.ndarray) -> np.ndarray:
+    """[..., iterations] -> [...] mean over the last FINAL_FRACTION of iterations."""
+    k = max(1, int(round(episode_return.shape[-1] * FINAL_FRACTION)))
+    return episode_return[..., -k:].mean(axis=-1)
+
+
+def write_json(path: Path, obj: Any) -> None:
+    """Atomic: a temporary sibling, then rename."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2))
+    os.replace(tmp, path)
+
+
+def check_out_dir(run_dir: Path, overwrite: bool) -> None:
+    """One line if `run_dir` is a file, or a non-empty directory without `overwrite`."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"invalid out={str(run_dir)!r}: exists and is not a directory")
+    if run_dir.exists() and any(run_dir.iterdir()) and not overwrite:
+        raise ConfigError(
+            f"invalid out={str(run_dir)!r}: directory exists and is not empty; pass --overwrite"
+        )
+
+
+def save_dir(run_dir: Path, names: Sequence[str], write: Callable[[Path], None], *,
+             overwrite: bool = False, in_place: bool = False) -> Path:  # fmt: skip
+    """Write `names` and then summary.json through `write(tmp_dir)`.
+
+    New dir: everything goes to a temporary sibling that then replaces `run_dir`, so a
+    failure never leaves a half-written run or destroys an earlier one. `in_place` (a
+    prepared run dir holding checkpoints) instead replaces each file atomically,
+    summary.json last.
+    """
+    if in_place:
+        tmp = Path(tempfile.mkdtemp(prefix=".final.", dir=run_dir))
+        try:
+            write(tmp)
+            for name in (*names, SUMMARY_FILE):
+                os.replace(tmp / name, run_dir / name)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return run_dir
+    check_out_dir(run_dir, overwrite)
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{run_dir.name}.", dir=run_dir.parent))
+    try:
+        write(tmp)
+        if run_dir.exists():
+            shutil.rmtree(run_dir)
+        os.replace(tmp, run_dir)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    return run_dir
+
+
+def read_config(run_dir: Path) -> TrainConfig:
+    return TrainConfig.from_dict(json.loads((run_dir / CONFIG_FILE).read_text()))
+
+
+def write_metrics(path: Path, seeds: Sequence[int], metrics: dict[str, np.ndarray]) -> None:
+    arrays: dict[str, Any] = {"seeds": np.array(seeds), **metrics}
+    np.savez(path, **arrays)
+
+
+def read_metrics(path: Path) -> tuple[list[int], dict[str, np.ndarray]]:
+    with np.load(path) as z:
+        metrics = {k: z[k] for k in z.files if k != "seeds"}
+        seeds = [int(s) for s in z["seeds"]]
+    return seeds, metrics
+
+
+@dataclasses.dataclass
+class Results:
+    """Output of `vecpg.train`. metrics leaves are [seeds, iterations] numpy arrays."""
+
+    config: TrainConfig
+    seeds: list[int]
+    metrics: dict[str, np.ndarray]
+    params: AgentParams  # leaves with a leading [seeds] axis
+    spec: EnvSpec
+    compile_s: float = float("nan")
+    run_s: float = float("nan")
+    num_devices: int = 1
+    figure = "curves.png"  # the picture W&B's aggregate run gets
+
+    def final_returns(self) -> np.ndarray:
+        """[seeds] mean episode_return over the last 10% of iterations."""
+        return final_returns(self.metrics["episode_return"])
+
+    def summary(self) -> dict[str, Any]:
+        final = self.final_returns()
+        mean, lo, hi = mean_ci95(final)
+        steps = self.metrics["env_steps"][0, -1] * len(self.seeds)
+        return {
+            "env": self.config.env,
+            "algo": self.config.algo,
+            "seeds": self.seeds,
+            "final_return_mean": float(mean),
+            "final_return_ci95": [float(lo), float(hi)],
+            "final_return_per_seed": [float(x) for x in final],
+            "env_steps_per_seed": int(self.metrics["env_steps"][0, -1]),
+            "compile_s": self.compile_s,
+            "run_s": self.run_s,
+            "env_steps_per_s": float(steps / self.run_s) if self.run_s > 0 else None,
+            "nonfinite_total": int(self.metrics["nonfinite"].sum()),
+        }
+
+    def save(
+        self, run_dir: str | os.PathLike, overwrite: bool = False, in_place: bool = False
+    ) -> Path:
+        """Write the train run-dir files (see the module docstring) atomically."""
+        return save_dir(
+            Path(run_dir), TRAIN_FILES, self._write, overwrite=overwrite, in_place=in_place
+        )
+
+    def _write(self, d: Path) -> None:
+        from vecpg.analysis.plots import plot_curves
+
+        (d / CONFIG_FILE).write_text(json.dumps(self.config.to_dict(), indent=2))
+        (d / "spec.json").write_text(json.dumps(self.spec.to_json(), indent=2))
+        write_metrics(d / "metrics.npz", self.seeds, self.metrics)
+        (d / "params.msgpack").write_bytes(flax.serialization.to_bytes(self.params))
+        title = f"{self.config.algo} on {self.config.env}"
+        plot_curves(self.metrics, d / "curves.png", title=title)
+        (d / SUMMARY_FILE).write_text(json.dumps(self.summary(), indent=2))
+
+
+def _params_template(config: TrainConfig, spec: EnvSpec, num_seeds: int) -> AgentParams:
+    agent = make_agent(spec, config.hidden, config.activation)
+    one = init_agent_params(agent, jax.random.key(0))
+    return jax.tree.map(lambda x: np.zeros((num_seeds, *x.shape), x.dtype), one)
+
+
+def load(run_dir: str | os.PathLike) -> Results:
+    """Read a train run directory written by `Results.save`."""
+    run_dir = Path(run_dir)
+    if not (run_dir / CONFIG_FILE).exists():
+        raise FileNotFoundError(f"{run_dir} is not a vecpg run dir (no config.json)")
+    config = read_config(run_dir)
+    spec = EnvSpec.from_json(json.loads((run_dir / "spec.json").read_text()))
+    seeds, metrics = read_metrics(run_dir / "metrics.npz")
+    summary = json.loads((run_dir / SUMMARY_FILE).read_text())
+    params = flax.serialization.from_bytes(
+        _params_template(config, spec, len(seeds)), (run_dir / "params.msgpack").read_bytes()
+    )
+    return Results(
+        config, seeds, metrics, params, spec, summary.get("compile_s"), summary.get("run_s")
+    )
+
+
+@dataclasses.dataclass
+class SweepResults:
+    """Output of `vecpg.sweep`. metrics leaves are [grid points, seeds, iterations]."""
+
+    base: TrainConfig
+    points: list[dict[str, float]]
+    seeds: list[int]
+    metrics: dict[str, np.ndarray]
+    compile_s: float
+    run_s: float
+    num_devices: int
+    num_calls: int
+    figure = "ranking.png"
+
+    def final_returns(self) -> np.ndarray:
+        """[grid, seeds] mean episode_return over the last 10% of iterations."""
+        return final_returns(self.metrics["episode_return"])
+
+    def ranking(self) -> list[dict]:
+        """Grid points ranked by IQM of final return, with 95% stratified-bootstrap CIs."""
+        rows = []
+        for point, final in zip(self.points, self.final_returns(), strict=True):
+            lo, hi = stratified_bootstrap_ci(final[:, None], iqm)
+            mean, _, _ = mean_ci95(final)
+            rows.append(
+                {**point, "iqm": float(iqm(final[:, None])), "iqm_ci95": [lo, hi], "mean": mean}
+            )
+        return sorted(rows, key=lambda r: -r["iqm"])
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "ranking": self.ranking(),
+            "seeds": self.seeds,
+            "compile_s": self.compile_s,
+            "run_s": self.run_s,
+            "num_devices": self.num_devices,
+            "num_calls": self.num_calls,
+        }
+
+    def save(
+        self, run_dir: str | os.PathLike, overwrite: bool = False, in_place: bool = False
+    ) -> Path:
+        """Write the sweep-dir files (see the module docstring) atomically."""
+        return save_dir(
+            Path(run_dir), SWEEP_FILES, self._write, overwrite=overwrite, in_place=in_place
+        )
+
+    def _write(self, d: Path) -> None:
+        from vecpg.analysis.plots import plot_ranking
+
+        summary = self.summary()
+        (d / CONFIG_FILE).write_text(json.dumps(self.base.to_dict(), indent=2))
+        (d / "grid.json").write_text(json.dumps(self.points, indent=2))
+        write_metrics(d / "metrics.npz", self.seeds, self.metrics)
+        (d / "ranking.md").write_text(ranking_markdown(summary["ranking"]))
+        title = f"{self.base.algo} on {self.base.env}, {len(self.seeds)} seeds"
+        plot_ranking(summary["ranking"], d / "ranking.png", title)
+        (d / SUMMARY_FILE).write_text(json.dumps(summary, indent=2))
+
+
+def load_sweep(run_dir: str | os.PathLike) -> SweepResults:
+    """Read a sweep directory written by `SweepResults.save`."""
+    run_dir = Path(run_dir)
+    seeds, metrics = read_metrics(run_dir / "metrics.npz")
+    summary = json.loads((run_dir / SUMMARY_FILE).read_text())
+    points = json.loads((run_dir / "grid.json").read_text())
+    return SweepResults(
+        read_config(run_dir),
+        points,
+        seeds,
+        metrics,
+        summary["compile_s"],
+        summary["run_s"],
+        summary["num_devices"],
+        summary["num_calls"],
+    )
+
+
+def ranking_markdown(ranking: list[dict]) -> str:
+    names = [k for k in ranking[0] if k not in ("iqm", "iqm_ci95", "mean")]
+    head = "| rank | " + " | ".join(names) + " | IQM final return | 95% CI |"
+    lines = [head, "|" + "---|" * (len(names) + 3)]
+    for i, r in enumerate(ranking, 1):
+        vals = " | ".join(f"{r[n]:g}" for n in names)
+        lo, hi = r["iqm_ci95"]
+        lines.append(f"| {i} | {vals} | {r['iqm']:.2f} | {lo:.2f} .. {hi:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+class SavedPolicies(NamedTuple):
+    """Every seed's policy of a train run dir, rebuilt: the one way vecpg does it."""
+
+    results: Results
+    agent: Agent
+    params: AgentParams  # leaves [seeds, ...] (jax arrays)
+
+    def of_seed(self, seed: int) -> AgentParams:
+        """The params of trained seed `seed` (one line if the run has no such seed)."""
+        seeds = self.results.seeds
+        if seed not in seeds:
+            raise ConfigError(f"invalid seed={seed!r}: this run has seeds {seeds}")
+        return jax.tree.map(lambda x: x[seeds.index(seed)], self.params)
+
+
+def load_policies(run_dir: str | os.PathLike) -> SavedPolicies:
+    res = load(run_dir)
+    agent = make_agent(res.spec, tuple(res.config.hidden), res.config.activation)
+    return SavedPolicies(res, agent, jax.tree.map(jnp.asarray, res.params))
+
+
+def load_policy(run_dir: str | os.PathLike, seed: int = 0) -> Callable[[np.ndarray], np.ndarray]:
+    """A deterministic numpy policy: obs [*obs_shape] or [N, *obs_shape] -> action (argmax
+    or clipped mean), with the run's observation normalisation applied."""
+    saved = load_policies(run_dir)
+    params = saved.of_seed(seed)
+    spec, agent = saved.results.spec, saved.agent
+    dist = distribution(spec.discrete)
+    normalize = saved.results.config.normalize_obs
+
+    @jax.jit
+    def act(obs: jax.Array) -> jax.Array:
+        a = dist.mode(policy_dist(agent, params, obs, normalize_obs=normalize))
+        if spec.discrete:
+            return a
+        return jnp.clip(a, spec.action_low, spec.action_high)
+
+    def policy(obs: np.ndarray) -> np.ndarray:
+        return np.asarray(act(jnp.asarray(obs, jnp.float32)))
+
+    return policy
