@@ -107,6 +107,6 @@ def test_config_import_has_no_cycle():
 
     root = Path(vecpg.__file__).parent
     below = [*root.glob("algos/*.py"), *root.glob("envs/*.py"), *root.glob("models/*.py")]
-    assert below and runtime_imports(root / "errors.py") == set()
+    assert below and not any(m.startswith("vecpg") for m in runtime_imports(root / "errors.py"))
     offenders = [p.name for p in below if "vecpg.config" in runtime_imports(p)]
     assert offenders == []

@@ -14,7 +14,7 @@ import tyro
 
 from vecpg.bench.plan import BenchPlan
 from vecpg.config import HPARAM_FIELDS, STATIC_FIELDS, StaticFields, TracedFields, TrainConfig
-from vecpg.errors import ConfigError
+from vecpg.errors import ConfigError, RunFailed, quoted
 
 if TYPE_CHECKING:
     from vecpg.run.rundir import Results, SweepResults
@@ -49,8 +49,10 @@ class TrainRunFlags:
 
     seeds: int = 8
     """Number of seeds (0..seeds-1), vmapped into one compiled call."""
-    out: str | None = None
-    """Run directory (default: runs/<algo>-<env>-<time>)."""
+    out: Annotated[
+        str | None, tyro.conf.arg(help_behavior_hint="(default: runs/<algo>-<env>-<time>)")
+    ] = None
+    """Run directory."""
     overwrite: bool = False
     """Replace a non-empty --out (its old contents are removed when the new run starts)."""
     progress: bool = True
@@ -76,8 +78,11 @@ class SweepRunFlags:
     """Seeds per grid point."""
     max_runs_per_call: int | None = None
     """Split grid x seeds into calls of at most this many runs (same results)."""
-    out: str | None = None
-    """Sweep directory (default: runs/sweep-<algo>-<env>-<time>)."""
+    out: Annotated[
+        str | None,
+        tyro.conf.arg(help_behavior_hint="(default: runs/sweep-<algo>-<env>-<time>)"),
+    ] = None
+    """Sweep directory."""
     overwrite: bool = False
     """Replace a non-empty --out (its old contents are removed when the sweep starts)."""
     progress: bool = True
@@ -222,18 +227,12 @@ def default_out(cfg: TrainConfig) -> Path:
 
 def run_train(cmd: TrainCommand) -> int:
     from vecpg.run.api import train
-    from vecpg.run.launch import seed_list
 
     if cmd.resume:
         return resume_run(cmd)
     cfg = config_from(cmd)
-    seeds = seed_list(cmd.seeds)
+    seeds = cli_seeds(cmd.seeds)
     out = Path(cmd.out) if cmd.out else default_out(cfg)
-    print(
-        f"vecpg: {cfg.algo} on {cfg.env} | {len(seeds)} seeds x {cfg.num_iterations} "
-        f"iterations x {cfg.batch_size} steps | compiling...",
-        flush=True,
-    )
     call = functools.partial(
         train,
         cfg,
@@ -249,7 +248,7 @@ def run_train(cmd: TrainCommand) -> int:
 
 def run_sweep(cmd: SweepCommand) -> int:
     from vecpg.run.api import sweep
-    from vecpg.run.launch import parse_grid_args, seed_list
+    from vecpg.run.launch import parse_grid_args
 
     if cmd.resume:
         return resume_run(cmd)
@@ -266,7 +265,7 @@ def run_sweep(cmd: SweepCommand) -> int:
         sweep,
         cfg,
         grid,
-        seed_list(cmd.seeds),
+        cli_seeds(cmd.seeds),
         cmd.max_runs_per_call,
         cmd.progress,
         out=out,
@@ -277,13 +276,22 @@ def run_sweep(cmd: SweepCommand) -> int:
     return finish(call, out, "sweep")
 
 
+def cli_seeds(n: int) -> list[int]:
+    if n < 1:
+        raise ConfigError(f"invalid seeds={n}: must be an integer >= 1")
+    return list(range(n))
+
+
 def resume_run(cmd: TrainCommand | SweepCommand) -> int:
     from vecpg.run.api import resume
 
     assert cmd.resume is not None
     check_resume_alone(cmd)
     out = Path(cmd.resume)
-    print(f"vecpg: resuming {out} | compiling...", flush=True)
+    if (out / "summary.json").exists():
+        print(f"vecpg: {quoted(out)} already finished; nothing to resume", flush=True)
+        return 0
+    print(f"vecpg: resuming {quoted(out)}", flush=True)
     call = functools.partial(resume, out, progress=cmd.progress, wandb=cmd.wandb_options())
     return finish(call, out, "train" if isinstance(cmd, TrainCommand) else "sweep")
 
@@ -296,11 +304,18 @@ def finish(call: Callable[[], Results | SweepResults], out: Path, command: str) 
     try:
         res = call()
     except TrainingInterrupted as e:
-        print(
-            f"vecpg: stopped after iteration {e.iteration}; checkpoint saved in {out}/. "
-            f"Resume with: vecpg {command} --resume {out}",
-            flush=True,
-        )
+        resume = f"vecpg {command} --resume {quoted(out)}"
+        if e.iteration:
+            kept = (
+                f"kept the checkpoint of iteration {e.iteration} in {quoted(out / 'checkpoints')}"
+            )
+            print(f"vecpg: stopped; {kept}. Resume with: {resume}", flush=True)
+        else:
+            print(
+                "vecpg: stopped before any checkpoint; nothing trained was kept. "
+                f"Start it again with: {resume}",
+                flush=True,
+            )
         return 130
     if isinstance(res, Results):
         print_final_table(res.summary())
@@ -383,19 +398,42 @@ COMMANDS: dict[str, tuple[type, Callable[[Any], int]]] = {
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Exit codes: 0 done, 2 bad input (one line, nothing written), 1 a run that could not
+    go on (one line, e.g. disk full), 130 stopped by Ctrl-C."""
+    from vecpg.run.interrupt import exit_on_second_ctrl_c
+
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help"):
         argv = ["train", *argv]  # `vecpg` alone runs the demo
+    exit_on_second_ctrl_c(True)
     try:
-        cmd = tyro.extras.subcommand_cli_from_dict(
+        if argv[0] in COMMANDS:  # parsed alone, so errors point to `vecpg <command> --help`
+            flags, runner = COMMANDS[argv[0]]
+            return runner(tyro.cli(flags, args=argv[1:], prog=f"vecpg {argv[0]}"))
+        tyro.extras.subcommand_cli_from_dict(
             {name: flags for name, (flags, _) in COMMANDS.items()}, args=argv, prog="vecpg"
         )
-        runner = next(run for flags, run in COMMANDS.values() if type(cmd) is flags)
-        return runner(cmd)
+        return 2
     except ConfigError as e:
         print(f"vecpg: error: {e}", file=sys.stderr)
         return 2
+    except RunFailed as e:
+        print(f"vecpg: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("vecpg: aborted by Ctrl-C", file=sys.stderr)
+        return 130
+
+
+def entry() -> None:
+    """The `vecpg` command: main(), then Ctrl-C ignored while the interpreter shuts down
+    (Python would otherwise restore the default handler and die of the signal)."""
+    import signal
+
+    code = main()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    sys.exit(code)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

@@ -9,13 +9,15 @@ of different envs are not comparable.
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 
 import numpy as np
 
 from vecpg.analysis import stats
 from vecpg.errors import ConfigError
-from vecpg.run.rundir import load
+from vecpg.run.rundir import load, write_failed
 
 METRICS = {
     "IQM": stats.iqm,
@@ -48,12 +50,7 @@ def collect(run_dirs: list[str]) -> tuple[dict, dict]:
     """-> finals[(label, env)] = [seeds] final returns; curves[env][label] = metrics."""
     if not run_dirs:
         raise ConfigError("invalid run_dirs=[]: give at least one run directory")
-    loaded = []
-    for d in run_dirs:
-        try:
-            loaded.append((Path(d), load(d)))
-        except FileNotFoundError:
-            raise ConfigError(f"invalid run_dir={d!r}: not a vecpg run directory") from None
+    loaded = [(Path(d), load(d)) for d in run_dirs]  # one line per unreadable run dir
     finals: dict[tuple[str, str], np.ndarray] = {}
     curves: dict[str, dict[str, dict[str, np.ndarray]]] = {}
     for path, res in loaded:
@@ -68,14 +65,35 @@ def collect(run_dirs: list[str]) -> tuple[dict, dict]:
 def report(
     run_dirs: list[str], out: Path, score_ranges: dict[str, tuple[float, float]] | None = None
 ) -> str:
-    """Write report.md and PNGs to `out`; return the markdown."""
+    """Write report.md and PNGs to `out` (each file replaced atomically, report.md last);
+    return the markdown."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"invalid out={str(out)!r}: exists and is not a directory")
+    finals, curves = collect(run_dirs)
+    tmp = out.with_name(f".{out.name}.new")
+    try:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        text = write_report(finals, curves, tmp, score_ranges or {})
+        out.mkdir(parents=True, exist_ok=True)
+        names = sorted(p.name for p in tmp.iterdir() if p.name != "report.md")
+        for name in [*names, "report.md"]:
+            os.replace(tmp / name, out / name)
+    except OSError as e:
+        raise write_failed(out, e) from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return text
+
+
+def write_report(
+    finals: dict, curves: dict, out: Path, score_ranges: dict[str, tuple[float, float]]
+) -> str:
+    """The report's markdown and PNGs, written into `out`."""
     from vecpg.analysis.plots import plot_algorithm_curves, plot_intervals
 
-    finals, curves = collect(run_dirs)
-    score_ranges = score_ranges or {}
     labels = sorted({lab for lab, _ in finals})
     envs = sorted({env for _, env in finals})
-    out.mkdir(parents=True, exist_ok=True)
     lines = ["# vecpg comparison", "", "## Per task (final return, 95% stratified-bootstrap CI)"]
     lines += [
         "",

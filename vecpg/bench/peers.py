@@ -14,6 +14,7 @@ reward scale, discount, GAE lambda, clip, entropy and gradient-norm settings.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import subprocess
@@ -25,8 +26,6 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-
-import dataclasses
 
 from vecpg.config import TrainConfig
 

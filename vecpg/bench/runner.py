@@ -46,7 +46,8 @@ def run_bench(plan: BenchPlan, log: Callable[[str], None] = print) -> dict[str, 
         for a in ("ppo", "trpo")
     }
     log("bench: trust-region pieces")
-    result["trust_region_cost"] = throughput.trust_region_cost(base, repeats=max(5, 5 * plan.repeats))
+    repeats = max(5, 5 * plan.repeats)
+    result["trust_region_cost"] = throughput.trust_region_cost(base, repeats=repeats)
     if plan.peer_steps and base.env.startswith("brax/"):
         log(f"bench: Brax PPO vs vecpg ppo, {plan.peer_steps:,} steps each")
         result["brax_ppo"] = peers.peer_comparison(base, plan.peer_steps)

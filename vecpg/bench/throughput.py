@@ -14,7 +14,6 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-
 from jax.flatten_util import ravel_pytree
 
 from vecpg.algos import objectives
@@ -142,7 +141,7 @@ def logging_overhead(cfg: TrainConfig, num_runs: int, repeats: int) -> dict[str,
     but no sink, and with W&B offline logging every lane (`log_every` of cfg). The W&B
     worker's drain-and-close after the call is timed apart (`wandb_finish_s`)."""
     from vecpg.run.progress import sinks_active
-    from vecpg.run.tracking import Lane, WandbLogger, WandbOptions
+    from vecpg.run.tracking import WandbLogger, WandbOptions, WandbRunSpec
 
     args = lane_inputs(cfg, num_runs)
     bare = jax.jit(
@@ -159,10 +158,10 @@ def logging_overhead(cfg: TrainConfig, num_runs: int, repeats: int) -> dict[str,
         "callback_no_sink_s": median_time(lambda: with_cb(*args), repeats),
     }
     train_times, finish_times = [], []
-    lanes = [Lane(f"seed{i}", {"seed": i}) for i in range(num_runs)]
+    specs = [WandbRunSpec(f"seed{i}", {"seed": i}) for i in range(num_runs)]
     for _ in range(repeats):
         with tempfile.TemporaryDirectory() as d:
-            logger = WandbLogger(WandbOptions("offline", project="vecpg-bench"), lanes, d, "b")
+            logger = WandbLogger(WandbOptions("offline", project="vecpg-bench"), specs, d, "b")
             while not logger.run_ids and not logger.failed:  # W&B init is not timed
                 time.sleep(0.05)
             t0 = time.perf_counter()

@@ -4,10 +4,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+
+import jax
 
 from vecpg.config import TrainConfig
 from vecpg.envs import make_env
@@ -20,12 +23,14 @@ from vecpg.run.launch import (
     expand_grid,
     seed_list,
 )
+from vecpg.run.memory import available_bytes, fit_lanes, host_available_bytes, lane_bytes
 from vecpg.run.rundir import (
     CONFIG_FILE,
     LAUNCH_FILE,
     SUMMARY_FILE,
     Results,
     SweepResults,
+    check_out_dir,
     load,
     load_sweep,
     read_config,
@@ -62,7 +67,7 @@ def train(
     if not isinstance(config, TrainConfig):
         raise ConfigError(f"invalid config={type(config).__name__}: must be a vecpg.TrainConfig")
     launch = Launch("train", seed_list(seeds), [{}], max_runs_per_call, checkpoint_every)
-    path = _prepare(config, launch, run_dir, overwrite)
+    launch, path = _prepare(config, launch, run_dir, overwrite)
     return orchestrate.run_job(
         config, launch, path, progress, wandb, _train_results(config, launch)
     )
@@ -91,7 +96,7 @@ def sweep(
         raise ConfigError(f"invalid config={type(config).__name__}: must be a vecpg.TrainConfig")
     points = expand_grid(grid)
     launch = Launch("sweep", seed_list(seeds), points, max_runs_per_call, checkpoint_every)
-    path = _prepare(config, launch, out, overwrite)
+    launch, path = _prepare(config, launch, out, overwrite)
     return orchestrate.run_job(
         config, launch, path, progress, wandb, _sweep_results(config, launch)
     )
@@ -99,16 +104,28 @@ def sweep(
 
 def _prepare(
     config: TrainConfig, launch: Launch, run_dir: str | os.PathLike | None, overwrite: bool
-) -> Path | None:
-    """Check the launch (one line each, before compiling), then create the run dir."""
+) -> tuple[Launch, Path | None]:
+    """Check the launch (one line each, before compiling; the memory estimate may choose
+    --max-runs-per-call), then create the run dir."""
     check_max_runs(launch.max_runs_per_call)
     check_checkpoint_every(launch.checkpoint_every, run_dir is not None)
-    launch.configs(config)  # validates every grid point before anything is written
-    if run_dir is None:
-        return None
-    path = Path(run_dir)
-    orchestrate.prepare_dir(path, overwrite, config, launch)
-    return path
+    path = None if run_dir is None else Path(run_dir)
+    if path is not None:
+        check_out_dir(path, overwrite)
+    configs = launch.configs(config)  # validates every grid point before anything is written
+    per_lane = lane_bytes(config.static(), configs[0].hparams())
+    free, what = available_bytes()
+    lanes = len(configs) * len(launch.seeds)
+    max_runs, note = fit_lanes(
+        per_lane, lanes, launch.max_runs_per_call, free, host_available_bytes(),
+        jax.device_count(), what,
+    )  # fmt: skip
+    if note:
+        print(note, flush=True)
+        launch = dataclasses.replace(launch, max_runs_per_call=max_runs)
+    if path is not None:
+        orchestrate.prepare_dir(path, overwrite, config, launch)
+    return launch, path
 
 
 def resume(
@@ -143,7 +160,7 @@ def _train_results(config: TrainConfig, launch: Launch) -> Callable[[LaneOutput]
     def results(out: LaneOutput) -> Results:
         return Results(
             config, launch.seeds, out.metrics, out.params, spec,
-            out.compile_s, out.run_s, out.num_devices,
+            out.compile_s, out.run_s, out.num_devices, out.iterations_run,
         )  # fmt: skip
 
     return results

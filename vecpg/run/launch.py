@@ -25,10 +25,10 @@ def seed_list(seeds: int | Sequence[int]) -> list[int]:
     if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Sequence):
         raise ConfigError(f"invalid seeds={seeds!r}: must be an integer >= 1 or a list of ints")
     if not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
-        raise ConfigError(f"invalid seeds={seeds!r}: must be distinct non-negative integers")
+        raise ConfigError(f"invalid seeds={seeds!r}: must be distinct integers in [0, 2**32)")
     out = list(seeds)
-    if not out or len(set(out)) != len(out) or min(out) < 0:
-        raise ConfigError(f"invalid seeds={seeds!r}: must be distinct non-negative integers")
+    if not out or len(set(out)) != len(out) or min(out) < 0 or max(out) >= 2**32:
+        raise ConfigError(f"invalid seeds={seeds!r}: must be distinct integers in [0, 2**32)")
     return out
 
 
@@ -75,6 +75,8 @@ def parse_grid_args(items: Sequence[str]) -> dict[str, list[float]]:
         name = GRID_ALIASES.get(name, name)
         if not sep or not values:
             raise ConfigError(f"invalid grid {item!r}: expected name=v1,v2,...")
+        if name in grid:
+            raise ConfigError(f"invalid grid {item!r}: {name} is given twice; list all values once")
         try:
             grid[name] = [float(v) for v in values.split(",")]
         except ValueError:

@@ -10,8 +10,6 @@ complete     save the results in the run dir (atomically, summary.json last) and
 
 from __future__ import annotations
 
-import contextlib
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol, TypeVar
@@ -19,16 +17,21 @@ from typing import Protocol, TypeVar
 import numpy as np
 
 from vecpg.config import TrainConfig
+from vecpg.run.interrupt import ctrl_c_stops, stop_requested
 from vecpg.run.launch import Launch
 from vecpg.run.progress import ProgressReporter, sinks_active
-from vecpg.run.rundir import CONFIG_FILE, LAUNCH_FILE, check_out_dir, write_json
-from vecpg.run.tracking import Lane, WandbLogger, WandbOptions
-from vecpg.training.checkpoint import CHECKPOINT_DIR, CheckpointStore, sigint_checkpoint
+from vecpg.run.rundir import CONFIG_FILE, LAUNCH_FILE, make_run_dir, write_json
+from vecpg.run.tracking import WandbLogger, WandbOptions, WandbRunSpec
+from vecpg.training.checkpoint import CHECKPOINT_DIR, CheckpointStore
 from vecpg.training.execute import Checkpointing, LaneOutput, plan_lanes, run_lanes
 
-INTERRUPT_MESSAGE = (
-    "vecpg: interrupt: will checkpoint after the current chunk and stop; Ctrl-C again to abort"
-)
+
+def interrupt_message(config: TrainConfig, checkpoint_every: int) -> str:
+    kept = "the last checkpoint is kept" if checkpoint_every else "no checkpoints to keep"
+    return (
+        f"vecpg: Ctrl-C: stopping within {config.log_every} iterations ({kept}); "
+        "Ctrl-C again to abort at once"
+    )
 
 
 class Saveable(Protocol):
@@ -43,13 +46,21 @@ R = TypeVar("R", bound=Saveable)
 
 
 def prepare_dir(run_dir: Path, overwrite: bool, config: TrainConfig, launch: Launch) -> None:
-    """Create the run dir with config.json and run.json (checked before compiling)."""
-    check_out_dir(run_dir, overwrite)
-    if run_dir.exists() and overwrite:
-        shutil.rmtree(run_dir)  # checkpoints and W&B files live in the new run dir
-    run_dir.mkdir(parents=True, exist_ok=True)
+    """Create the run dir with config.json and run.json before compiling, replacing an
+    old vecpg run dir whole with `overwrite` (its checkpoints and W&B files included)."""
+    make_run_dir(run_dir, overwrite)
     write_json(run_dir / CONFIG_FILE, config.to_dict())
     write_json(run_dir / LAUNCH_FILE, launch.to_dict())
+
+
+def describe(config: TrainConfig, launch: Launch) -> str:
+    """'ppo on gymnax/CartPole-v1 | 8 seeds x 488 iterations x 1024 steps' (sweeps: points x
+    seeds)."""
+    lanes = f"{len(launch.seeds)} seeds"
+    if launch.kind == "sweep":
+        lanes = f"{len(launch.points)} configs x {lanes}"
+    iterations = f"{config.num_iterations} iterations x {config.batch_size} steps"
+    return f"{config.algo} on {config.env} | {lanes} x {iterations}"
 
 
 def start_wandb(
@@ -60,15 +71,15 @@ def start_wandb(
         return None
     configs = launch.configs(config)
     names = iter(launch.lane_names())
-    lanes = [
-        Lane(next(names), {**c.to_dict(), "seed": s}, i)
+    specs = [
+        WandbRunSpec(next(names), {**c.to_dict(), "seed": s}, i)
         for i, c in enumerate(configs)
         for s in launch.seeds
     ]
     if run_dir is not None:
-        return WandbLogger(options, lanes, run_dir, run_dir.name)
+        return WandbLogger(options, specs, run_dir, run_dir.name)
     group = f"{config.algo}-{config.env}" if launch.kind == "train" else "sweep"
-    return WandbLogger(options, lanes, Path("."), group)
+    return WandbLogger(options, specs, Path("."), group)
 
 
 def execute(
@@ -79,25 +90,35 @@ def execute(
     logger: WandbLogger | None,
 ) -> LaneOutput:
     """Run every lane of `launch` (chunked with checkpoints in `run_dir` when the launch
-    asks for them), feeding progress and W&B; Ctrl-C stops after the current chunk."""
+    asks for them), feeding progress and W&B. A first Ctrl-C stops the run at the next
+    progress flush (TrainingInterrupted); a second aborts (see `vecpg.run.interrupt`)."""
     seeds, hparams = launch.lanes(config)
     plan = plan_lanes(seeds, hparams, launch.max_runs_per_call)
     total_steps = config.num_iterations * config.batch_size
     reporter = ProgressReporter(plan.num_lanes, total_steps) if progress else None
     sinks = [s for s in (logger, reporter) if s is not None]
     every = launch.checkpoint_every
-    guard = sigint_checkpoint(INTERRUPT_MESSAGE) if every else contextlib.nullcontext()
-    with guard as interrupted, sinks_active(sinks):
-        ck = None
-        if every and run_dir is not None:
-            store = CheckpointStore(run_dir / CHECKPOINT_DIR)
-            ck = Checkpointing(store, every, interrupted or (lambda: False))
+    message = interrupt_message(config, every)
+    if progress:
+        print(f"vecpg: {describe(config, launch)} | compiling...", flush=True)
+    with ctrl_c_stops(message), sinks_active(sinks):
+        store = CheckpointStore(run_dir / CHECKPOINT_DIR) if every and run_dir else None
+        ck = Checkpointing(store, every) if store else None
         try:
-            return run_lanes(config.static(), plan, checkpointing=ck, watcher=reporter)
+            return run_lanes(
+                config.static(),
+                plan,
+                checkpointing=ck,
+                watcher=reporter,
+                interrupted=stop_requested,
+            )
         except BaseException:
             if logger:
                 logger.finish(None, [])  # close the W&B runs so their files are complete
             raise
+        finally:
+            if store is not None:
+                store.close()
 
 
 def complete(results: R, run_dir: Path | None, logger: WandbLogger | None) -> R:

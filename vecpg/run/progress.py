@@ -19,6 +19,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from vecpg.run.interrupt import check_stop
+
 _sinks: list[Any] = []
 _lock = threading.Lock()
 
@@ -30,6 +32,7 @@ class Sink(Protocol):
 def emit(lanes, iteration, buffer) -> None:
     """Called from the compiled run with every lane at once: lanes [R], buffer leaves
     [log_every, R]. Forwards each real lane (id >= 0; -1 is padding) to the sinks."""
+    check_stop()  # a Ctrl-C aborts the compiled run here (see vecpg.run.interrupt)
     if not _sinks:
         return
     lanes = np.asarray(lanes)

@@ -1,6 +1,6 @@
 """Weights & Biases logging that never blocks training.
 
-One W&B run per lane (a (hyperparameter config, seed) pair), grouped under the
+One W&B run per lane (a vmapped (hyperparameter config, seed) slot), grouped under the
 experiment name, with the full config and `env_steps` as every metric's x-axis, plus
 one aggregate run per config (mean and 95% CI of the return across seeds, and the final
 curves.png). Metrics arrive through the in-jit host callback (`vecpg.progress.emit`)
@@ -32,7 +32,7 @@ from vecpg.errors import ConfigError
 
 WANDB_MODES = ("disabled", "offline", "online")
 DEFAULT_BASE_URL = "https://api.wandb.ai"
-IDS_FILE = "wandb_ids.json"  # lane name -> W&B run id, for resume
+IDS_FILE = "wandb_ids.json"  # W&B run name -> W&B run id, for resume
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,7 +53,7 @@ class WandbOptions:
 
 
 @dataclasses.dataclass(frozen=True)
-class Lane:
+class WandbRunSpec:
     """One W&B run: its name, config and the index of its config point (for aggregates)."""
 
     name: str
@@ -99,13 +99,13 @@ class WandbLogger:
     def __init__(
         self,
         options: WandbOptions,
-        lanes: Sequence[Lane],
+        specs: Sequence[WandbRunSpec],
         wandb_dir: str | Path,
         group: str,
         log=print,
     ):
         self.options = options
-        self.lanes = list(lanes)
+        self.specs = list(specs)  # specs[i] describes the W&B run of lane i
         self.dir = Path(wandb_dir)
         self.group = options.group or group
         self.log = log
@@ -115,8 +115,8 @@ class WandbLogger:
         self.failed: str | None = None
         self.run_ids: list[str] = []
         self._queue: queue.Queue = queue.Queue()
-        self._logged = [-1] * len(self.lanes)
-        self._lanes_per_point = collections.Counter(lane.point for lane in self.lanes)
+        self._logged = [-1] * len(self.specs)
+        self._lanes_per_point = collections.Counter(spec.point for spec in self.specs)
         self._agg: dict[tuple[int, int], list[tuple[float, float]]] = {}
         self._thread = threading.Thread(target=self._work, name="vecpg-wandb", daemon=True)
         self._thread.start()
@@ -181,18 +181,18 @@ class WandbLogger:
             common["resume"] = "allow"
         runs = [
             wandb.init(
-                name=lane.name,
-                config=lane.config,
+                name=spec.name,
+                config=spec.config,
                 job_type="train",
-                id=ids.get(lane.name),
+                id=ids.get(spec.name),
                 **common,
             )
-            for lane in self.lanes
+            for spec in self.specs
         ]
-        points = sorted({lane.point for lane in self.lanes})
+        points = sorted({spec.point for spec in self.specs})
         agg = {}
         for p in points:
-            first = next(lane for lane in self.lanes if lane.point == p)
+            first = next(spec for spec in self.specs if spec.point == p)
             cfg = {k: v for k, v in first.config.items() if k != "seed"}
             name = f"{self.group}-aggregate" + (f"-{p}" if len(points) > 1 else "")
             agg[p] = wandb.init(
@@ -202,7 +202,7 @@ class WandbLogger:
             run.define_metric("env_steps")
             run.define_metric("*", step_metric="env_steps")
         self.run_ids = [r.id for r in runs]
-        names = [lane.name for lane in self.lanes] + [r.name for r in agg.values()]
+        names = [spec.name for spec in self.specs] + [r.name for r in agg.values()]
         ids = dict(zip(names, [*self.run_ids, *(r.id for r in agg.values())], strict=True))
         tmp = ids_file.with_name(f".{IDS_FILE}.tmp")
         tmp.write_text(json.dumps(ids, indent=2))
@@ -212,7 +212,7 @@ class WandbLogger:
     def _log_buffer(self, lane: int, iteration: int, buffer: dict[str, np.ndarray]) -> None:
         size = len(buffer["env_steps"])
         run = self._runs[lane]
-        point = self.lanes[lane].point
+        point = self.specs[lane].point
         for it in range(max(self._logged[lane] + 1, iteration - size + 1), iteration + 1):
             row = {k: float(v[it % size]) for k, v in buffer.items()}
             run.log(row)

@@ -1,4 +1,4 @@
-"""Full-state checkpoints (orbax) of every lane of a run, and the SIGINT guard.
+"""Full-state checkpoints (orbax) of every lane of a run.
 
 A checkpoint holds the flattened training state of all lanes (params, optimizer
 state, normaliser, env state, RNG keys, lambda/beta), the metrics so far and the
@@ -10,14 +10,87 @@ latest step: `latest_step` only sees finished ones.
 from __future__ import annotations
 
 import contextlib
-import signal
+import io
+import logging
+import os
+import sys
+import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from vecpg.errors import ConfigError, RunFailed, disk_full, quoted
+
 CHECKPOINT_DIR = "checkpoints"
+
+
+_disk_full_seen = threading.Event()
+
+
+def _quiet_thread_errors(previous: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """A threading.excepthook that, once a checkpoint write found the disk full, drops
+    the tracebacks orbax's writer threads print after it (the one line says it all)."""
+
+    def hook(args: Any) -> None:
+        if _disk_full_seen.is_set() or (args.exc_value and disk_full(args.exc_value)):
+            return
+        previous(args)
+
+    return hook
+
+
+class _Held:
+    drop = False  # disk full: discard, and let only vecpg's lines through from now on
+    discard = False  # discard what was held, then carry on as before
+
+
+class _VecpgLinesOnly(io.TextIOBase):
+    """A stderr that passes only vecpg's own lines (`vecpg: ...`)."""
+
+    def __init__(self, out: Any):
+        self.out, self.pending = out, ""
+
+    def write(self, text: str) -> int:
+        self.pending += text
+        while "\n" in self.pending:
+            line, self.pending = self.pending.split("\n", 1)
+            if line.startswith("vecpg:"):
+                self.out.write(line + "\n")
+                self.out.flush()
+        return len(text)
+
+    def flush(self) -> None:
+        self.out.flush()
+
+
+@contextlib.contextmanager
+def stderr_held_back() -> Iterator[_Held]:
+    """Hold back what is written to file descriptor 2 (C++ and Python threads alike);
+    write it out afterwards unless `held.drop` was set. After a drop, orbax's writer
+    threads go on failing until the process ends, so from then on stderr passes only
+    vecpg's own lines."""
+    held = _Held()
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as buffer:
+        os.dup2(buffer.fileno(), 2)
+        try:
+            yield held
+        finally:
+            sys.stderr.flush()
+            if held.drop:
+                with open(os.devnull, "wb") as devnull:
+                    os.dup2(devnull.fileno(), 2)
+                sys.stderr = _VecpgLinesOnly(os.fdopen(saved, "w"))
+            else:
+                os.dup2(saved, 2)
+                os.close(saved)
+                if not held.discard:
+                    buffer.seek(0)
+                    os.write(2, buffer.read())
 
 
 class CheckpointStore:
@@ -26,68 +99,83 @@ class CheckpointStore:
     def __init__(self, directory: str | Path, max_to_keep: int = 2):
         import orbax.checkpoint as ocp
 
+        if not getattr(threading.excepthook, "vecpg_quiet", False):
+            threading.excepthook = _quiet_thread_errors(threading.excepthook)
+            threading.excepthook.vecpg_quiet = True  # type: ignore[attr-defined]
+
         self._ocp = ocp
         self.directory = Path(directory).absolute()
-        self._manager = ocp.CheckpointManager(
-            self.directory,
-            options=ocp.CheckpointManagerOptions(
-                max_to_keep=max_to_keep, enable_async_checkpointing=False, create=True
-            ),
-        )
+        absl = logging.getLogger("absl")
+        level = absl.level
+        absl.setLevel(logging.CRITICAL)  # a corrupt step is reported by restore, in one line
+        try:
+            self._manager = ocp.CheckpointManager(
+                self.directory,
+                options=ocp.CheckpointManagerOptions(
+                    max_to_keep=max_to_keep, enable_async_checkpointing=False, create=True
+                ),
+            )
+        finally:
+            absl.setLevel(level)
 
     def latest(self) -> int | None:
         return self._manager.latest_step()
 
     def save(self, done: int, leaves: list[np.ndarray], metrics: dict[str, np.ndarray]) -> None:
-        tree = {
-            "state": {f"{i:05d}": np.asarray(x) for i, x in enumerate(leaves)},
-            "metrics": {k: np.asarray(v) for k, v in metrics.items()},
-        }
-        self._manager.save(done, args=self._ocp.args.StandardSave(tree))
-        self._manager.wait_until_finished()
+        """Write step `done`. Orbax refuses zero-size arrays (the mjx backend's state has
+        some): each is stored as a 1-element array of its dtype plus its shape. A full
+        disk raises RunFailed; the previous step stays the latest."""
+        state, empty = {}, {}
+        for i, x in enumerate(leaves):
+            x = np.asarray(x)
+            if x.size == 0:
+                empty[f"{i:05d}"] = np.asarray(x.shape, np.int64)
+                x = np.zeros((1,), x.dtype)
+            state[f"{i:05d}"] = x
+        tree = {"state": state, "metrics": {k: np.asarray(v) for k, v in metrics.items()}}
+        if empty:
+            tree["empty_shapes"] = empty
+        try:
+            with stderr_held_back() as held:
+                try:
+                    self._manager.save(done, args=self._ocp.args.StandardSave(tree))
+                    self._manager.wait_until_finished()
+                except Exception as e:
+                    held.drop = disk_full(e)  # orbax's threads print dozens of tracebacks
+                    raise
+        except Exception as e:
+            if disk_full(e):
+                kept = (
+                    f"; the checkpoint of iteration {self.latest()} is kept"
+                    if self.latest()
+                    else ""
+                )
+                raise RunFailed(f"disk full while writing {quoted(self.directory)}{kept}") from None
+            raise
 
     def restore(self) -> tuple[int, list[np.ndarray], dict[str, np.ndarray]] | None:
-        """(iterations done, state leaves in order, metrics) of the latest step, or None."""
-        step = self.latest()
-        if step is None:
-            return None
-        tree = self._manager.restore(step, args=self._ocp.args.StandardRestore())
-        state = tree["state"]
-        leaves = [np.asarray(state[k]) for k in sorted(state)]
+        """(iterations done, state leaves in order, metrics) of the latest step, or None.
+        One line if that step cannot be read."""
+        with stderr_held_back() as held:  # orbax logs its own error before raising
+            step = self.latest()
+            if step is None:
+                return None
+            try:
+                tree = self._manager.restore(step, args=self._ocp.args.StandardRestore())
+            except Exception as e:
+                held.discard = True
+                path = quoted(self.directory / str(step))
+                raise ConfigError(
+                    f"invalid resume: checkpoint {path} cannot be read ({type(e).__name__}); "
+                    "remove it to resume from the one before, if any"
+                ) from None
+        state, empty = tree["state"], tree.get("empty_shapes", {})
+        leaves = [
+            np.zeros(tuple(empty[k]), state[k].dtype) if k in empty else np.asarray(state[k])
+            for k in sorted(state)
+        ]
         metrics = {k: np.asarray(v) for k, v in tree["metrics"].items()}
         return int(step), leaves, metrics
 
     def close(self) -> None:
         self._manager.close()
-
-
-class InterruptFlag:
-    """Set by the first SIGINT; a second SIGINT raises KeyboardInterrupt as usual."""
-
-    def __init__(self) -> None:
-        self.requested = False
-
-    def __call__(self) -> bool:
-        return self.requested
-
-
-@contextlib.contextmanager
-def sigint_checkpoint(message: str) -> Iterator[InterruptFlag]:
-    """While active, Ctrl-C asks the run to stop after the current chunk (which then
-    writes a checkpoint) instead of killing it; `message` is printed once."""
-    flag = InterruptFlag()
-    if threading.current_thread() is not threading.main_thread():
-        yield flag  # signal handlers can only be set from the main thread
-        return
-
-    def handler(signum, frame):
-        if flag.requested:
-            raise KeyboardInterrupt
-        flag.requested = True
-        print(message, flush=True)
-
-    previous = signal.signal(signal.SIGINT, handler)
-    try:
-        yield flag
-    finally:
-        signal.signal(signal.SIGINT, previous)

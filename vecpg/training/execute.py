@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import math
+import threading
 import time
 from collections.abc import Callable
 from typing import Any, NamedTuple, Protocol, cast
@@ -21,6 +22,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from vecpg.config import HPARAM_FIELDS, HParams, StaticConfig
+from vecpg.errors import ConfigError
 from vecpg.training.trainer import TrainFns, make_train
 
 
@@ -33,23 +35,53 @@ class LaneOutput(NamedTuple):
     run_s: float
     num_devices: int  # devices the runs axis was spread over
     num_calls: int  # compiled calls made (chunks)
+    iterations_run: int  # iterations this process ran (less than all when resumed)
 
 
 class TrainingInterrupted(Exception):
-    """Raised after SIGINT once the current chunk finished and a checkpoint was written."""
+    """The run was stopped on request (Ctrl-C). `iteration`: iterations kept in the last
+    checkpoint (0: none)."""
 
     def __init__(self, iteration: int):
-        super().__init__(f"interrupted after iteration {iteration}")
+        super().__init__(f"stopped; kept iterations: {iteration}")
         self.iteration = iteration
 
 
 class Checkpointing(NamedTuple):
     """Chunk the run into `every` iterations, saving the full state of every lane to
-    `store` after each chunk; `interrupted()` is polled between chunks."""
+    `store` after each chunk."""
 
-    store: Any  # vecpg.checkpoint.CheckpointStore
+    store: Any  # vecpg.training.checkpoint.CheckpointStore
     every: int
-    interrupted: Callable[[], bool] = lambda: False
+
+
+def never() -> bool:
+    return False
+
+
+def call_in_worker(call: Callable[[], Any], interrupted: Callable[[], bool], kept: int) -> Any:
+    """Run a compiled call (and its copy to the host) in a worker thread while the main
+    thread waits in Python: XLA on CPU runs a program with host callbacks synchronously,
+    and a Ctrl-C handler only runs in the main thread between bytecodes. A call aborted by
+    the stop request becomes TrainingInterrupted(kept)."""
+    result: list[Any] = []
+    error: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            result.append(call())
+        except BaseException as e:  # handed to the main thread
+            error.append(e)
+
+    worker = threading.Thread(target=work, name="vecpg-compiled-call", daemon=True)
+    worker.start()
+    while worker.is_alive():
+        worker.join(0.05)
+    if error:
+        if interrupted():
+            raise TrainingInterrupted(kept) from None
+        raise error[0]
+    return result[0]
 
 
 def runs_sharding() -> NamedSharding:
@@ -172,7 +204,8 @@ def plan_lanes(seeds: list[int], hparams: list[HParams], max_runs_per_call: int 
     num_calls = math.ceil(num_lanes / chunk)
     padded = num_calls * chunk
     order = list(range(num_lanes)) + [num_lanes - 1] * (padded - num_lanes)
-    key_data = np.stack([np.asarray(jax.random.key_data(jax.random.key(seeds[i]))) for i in order])
+    seed_of_lane = np.asarray([seeds[i] for i in order], np.uint32)
+    key_data = np.asarray(jax.vmap(lambda s: jax.random.key_data(jax.random.key(s)))(seed_of_lane))
     hp_all = jax.tree.map(lambda *xs: np.asarray(xs, np.float32), *[hparams[i] for i in order])
     lane_ids = np.array([i if n < num_lanes else -1 for n, i in enumerate(order)], np.int32)
     return LanePlan(num_lanes, chunk, num_calls, key_data, hp_all, lane_ids)
@@ -193,16 +226,18 @@ def run_lanes(
     *,
     checkpointing: Checkpointing | None = None,
     watcher: CallWatcher | None = None,
+    interrupted: Callable[[], bool] = never,
 ) -> LaneOutput:
     """Train every lane of `plan`: one compiled program per call of `plan.chunk` lanes.
 
     With `checkpointing`, the iterations run in chunks and the run continues from the
     store's latest checkpoint if there is one. Host sinks (progress, W&B) must be made
-    active by the caller (`vecpg.run.progress.sinks_active`).
+    active by the caller (`vecpg.run.progress.sinks_active`). Once `interrupted()`, the
+    run stops at the next host callback or between calls, raising TrainingInterrupted.
     """
     if checkpointing is None:
-        return _run_whole(static, plan, watcher)
-    return _run_checkpointed(static, plan, watcher, checkpointing)
+        return _run_whole(static, plan, watcher, interrupted)
+    return _run_checkpointed(static, plan, watcher, checkpointing, interrupted)
 
 
 def _inputs(plan: LanePlan, c: int, sharding: NamedSharding):
@@ -218,7 +253,12 @@ def _num_devices(tree: Any) -> int:
     return len(jax.tree.leaves(tree)[0].sharding.device_set)
 
 
-def _run_whole(static: StaticConfig, plan: LanePlan, reporter: CallWatcher | None) -> LaneOutput:
+def _run_whole(
+    static: StaticConfig,
+    plan: LanePlan,
+    reporter: CallWatcher | None,
+    interrupted: Callable[[], bool],
+) -> LaneOutput:
     t0 = time.perf_counter()
     fn = compiled_train(static, plan.chunk)
     compile_s = time.perf_counter() - t0
@@ -228,18 +268,30 @@ def _run_whole(static: StaticConfig, plan: LanePlan, reporter: CallWatcher | Non
     outs = []
     t0 = time.perf_counter()
     for c in range(plan.num_calls):
+        if interrupted():
+            raise TrainingInterrupted(0)
         if reporter:
             reporter.expect(plan.real_lanes(c))
-        state, metrics = fn(*_inputs(plan, c, sharding))
-        num_devices = _num_devices(metrics)
-        outs.append(_to_host((state.params, metrics)))
+        inputs = _inputs(plan, c, sharding)
+
+        def call(inputs=inputs):
+            state, metrics = fn(*inputs)
+            return _num_devices(metrics), _to_host((state.params, metrics))
+
+        num_devices, out = call_in_worker(call, interrupted, 0)
+        outs.append(out)
     run_s = time.perf_counter() - t0
     params, metrics = jax.tree.map(lambda *xs: np.concatenate(xs)[: plan.num_lanes], *outs)
-    return LaneOutput(params, metrics, compile_s, run_s, num_devices, plan.num_calls)
+    total = static.num_iterations
+    return LaneOutput(params, metrics, compile_s, run_s, num_devices, plan.num_calls, total)
 
 
 def _run_checkpointed(
-    static: StaticConfig, plan: LanePlan, reporter: CallWatcher | None, ck: Checkpointing
+    static: StaticConfig,
+    plan: LanePlan,
+    reporter: CallWatcher | None,
+    ck: Checkpointing,
+    interrupted: Callable[[], bool],
 ) -> LaneOutput:
     """Chunks of `ck.every` iterations for all lanes (every call of the lane plan), then
     a checkpoint of all lanes' full state and the metrics so far."""
@@ -258,8 +310,12 @@ def _run_checkpointed(
     if restored is not None:
         done, host_states, metrics = restored
         like, treedef = jax.tree.flatten(states)  # which leaves are typed PRNG keys
-        if len(like) != len(host_states):
-            raise ValueError("checkpoint does not match this run's config (state leaves differ)")
+        shapes = [tuple(x.shape) for x in host_states]
+        if shapes != [tuple(jnp.shape(jax.random.key_data(t) if _is_key(t) else t)) for t in like]:
+            raise ConfigError(
+                "invalid resume: the checkpoint does not match this run's config.json "
+                "(state shapes differ; was config.json edited?)"
+            )
         leaves = [
             jax.random.wrap_key_data(_global(x, sharding)) if _is_key(t) else _global(x, sharding)
             for t, x in zip(like, host_states, strict=True)
@@ -267,25 +323,32 @@ def _run_checkpointed(
         states = jax.tree.unflatten(treedef, leaves)
     if reporter:
         reporter.start(done * static.batch_size * plan.num_lanes)
+    resumed_at = done
     t0 = time.perf_counter()
     while done < total:
         parts = []
         for c, (_, hp, lanes) in enumerate(calls):
+            if interrupted():
+                raise TrainingInterrupted(done)
             if reporter:
                 reporter.expect(plan.real_lanes(c))
             start = jax.device_put(jnp.int32(done), replicated)
-            states[c], m = run(states[c], hp, lanes, start)
-            parts.append(_to_host(m))
+
+            def call(c=c, hp=hp, lanes=lanes, start=start):
+                state, m = run(states[c], hp, lanes, start)
+                return state, _to_host(m)
+
+            states[c], m = call_in_worker(call, interrupted, done)
+            parts.append(m)
         new = jax.tree.map(lambda *xs: np.concatenate(xs), *parts)
         new = {k: v[:, : total - done] for k, v in new.items()}
         metrics = new if not metrics else {k: np.concatenate([metrics[k], new[k]], 1) for k in new}
         done = min(done + length, total)
         ck.store.save(done, jax.tree.leaves(_to_host(_key_data(states))), metrics)
-        if done < total and ck.interrupted():
-            raise TrainingInterrupted(done)
     run_s = time.perf_counter() - t0
     params = jax.tree.map(lambda *xs: np.concatenate(xs), *_to_host([s.params for s in states]))
     params = jax.tree.map(lambda x: x[: plan.num_lanes], params)
     metrics = {k: v[: plan.num_lanes] for k, v in metrics.items()}
     num_devices = _num_devices(states[0].params)
-    return LaneOutput(params, metrics, compile_s, run_s, num_devices, plan.num_calls)
+    ran = total - resumed_at
+    return LaneOutput(params, metrics, compile_s, run_s, num_devices, plan.num_calls, ran)
