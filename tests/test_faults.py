@@ -332,7 +332,7 @@ def test_finished_resume_and_summary_json_are_honest(tmp_path, finished_run):
     proc = vecpg_cli("train", "--resume", str(finished_run), cwd=tmp_path)
     assert proc.returncode == 0 and "already finished; nothing to resume" in proc.stdout
     assert "wrote" not in proc.stdout
-    from vecpg.run.rundir import dumps
+    from vecpg.run.files import dumps
 
     text = dumps({"run_s": float("inf"), "x": [float("nan"), 1.0]})
     assert json.loads(text) == {"run_s": None, "x": [None, 1.0]}

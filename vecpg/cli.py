@@ -118,9 +118,11 @@ class EnvsCommand:
     """List the environments with their observation and action spaces."""
 
     source: str = "all"
-    """Which source to list: all | brax | gymnax."""
+    """Which source to list: all | brax | gymnax | playground | tabular."""
     backend: str = "generalized"
     """Brax backend used to build brax envs for their spaces."""
+    playground_impl: str = "jax"
+    """Playground physics used to build playground envs for their spaces."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -362,17 +364,24 @@ def run_envs(cmd: EnvsCommand) -> int:
     from rich.table import Table
 
     from vecpg.envs import env_names, make_env
+    from vecpg.envs.registry import PLAYGROUND_ROBOTS, SOURCES
 
-    if cmd.source not in ("all", "brax", "gymnax"):
-        raise ConfigError(f"invalid source={cmd.source!r}: allowed: all, brax, gymnax")
+    if cmd.source not in ("all", *SOURCES):
+        raise ConfigError(f"invalid source={cmd.source!r}: allowed: all, {', '.join(SOURCES)}")
     table = Table(title="vecpg environments")
     for col in ("name", "observation", "action", "max steps"):
         table.add_column(col)
     for name in env_names():
         if cmd.source != "all" and not name.startswith(cmd.source + "/"):
             continue
+        if name.removeprefix("playground/") in PLAYGROUND_ROBOTS:
+            table.add_row(name, "-", "needs the Menagerie assets ($VECPG_MENAGERIE_PATH)", "-")
+            continue
         try:
-            spec = make_env(name, cmd.backend).spec
+            spec = make_env(name, cmd.backend, cmd.playground_impl).spec
+        except ConfigError as e:  # e.g. the playground extra is not installed
+            table.add_row(name, "-", f"unavailable: {str(e).split(': ', 1)[-1]}", "-")
+            continue
         except Exception as e:  # an env that cannot be built here is listed, not fatal
             table.add_row(name, "-", f"unavailable: {type(e).__name__}", "-")
             continue

@@ -17,7 +17,8 @@ import numpy as np
 
 from vecpg.analysis import stats
 from vecpg.errors import ConfigError
-from vecpg.run.rundir import load, write_failed
+from vecpg.run.files import write_failed
+from vecpg.run.rundir import load
 
 METRICS = {
     "IQM": stats.iqm,

@@ -18,7 +18,7 @@ import numpy as np
 
 from vecpg.analysis.stats import mean_ci95
 from vecpg.config import StaticConfig
-from vecpg.envs import make_env
+from vecpg.envs import make_env_for
 from vecpg.envs.protocol import Env
 from vecpg.errors import ConfigError
 from vecpg.models.networks import Agent, AgentParams, env_action, make_agent, policy_dist
@@ -94,7 +94,7 @@ def play_episode(
 @functools.lru_cache(maxsize=8)
 def _compiled_returns(static: StaticConfig):
     """(params [seeds], keys [episodes], deterministic) -> returns, lengths [seeds, episodes]."""
-    env = make_env(static.env, static.backend)
+    env = make_env_for(static)
     agent = make_agent(env.spec, static.hidden, static.activation)
 
     def returns(params, keys, deterministic):
@@ -127,7 +127,7 @@ def render(run_dir: str | Path, seed: int, out: str | Path, episode_seed: int = 
     saved = load_policies(run_dir)
     params = saved.of_seed(seed)
     c = saved.results.config
-    env = make_env(c.env, c.backend)
+    env = make_env_for(c)
     if not hasattr(env, "render"):
         raise ConfigError(f"invalid env={c.env!r}: no renderer for this env source")
     play = functools.partial(

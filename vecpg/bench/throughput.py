@@ -22,7 +22,7 @@ from vecpg.algos.natural import conjugate_gradient, flat_fvp
 from vecpg.algos.trust_region import fvp_subsample
 from vecpg.bench.timing import median_time
 from vecpg.config import TrainConfig
-from vecpg.envs import Env, EnvSpec, make_env, reset_episode, step_episode
+from vecpg.envs import Env, EnvSpec, make_env_for, reset_episode, step_episode
 from vecpg.envs.wrappers import fresh_starts
 from vecpg.models.networks import init_agent_params, make_agent
 from vecpg.training.execute import (
@@ -83,7 +83,7 @@ def env_ceiling(cfg: TrainConfig, iterations: int, repeats: int) -> dict[str, fl
     keys, _, _ = lane_inputs(cfg, lanes)
     # Built outside the trace: brax creates arrays when an env is built, and a cached env
     # built under jit would hold that trace's values.
-    env = make_env(cfg.env, cfg.backend)
+    env = make_env_for(cfg)
     one = functools.partial(ceiling_lane, env, cfg.num_envs, cfg.num_steps, iterations)
     sharding = runs_sharding()
     t0 = time.perf_counter()
@@ -229,7 +229,7 @@ def iteration_cost(cfg: TrainConfig, iterations: int, repeats: int) -> dict[str,
 
 def trust_region_cost(cfg: TrainConfig, repeats: int) -> dict[str, float]:
     """Seconds for grad(surrogate), one FVP and one CG solve on a batch of cfg's size."""
-    spec = make_env(cfg.env, cfg.backend).spec
+    spec = make_env_for(cfg).spec
     agent = make_agent(spec, cfg.hidden, cfg.activation)
     params = init_agent_params(agent, jax.random.key(0)).actor
     n = cfg.batch_size

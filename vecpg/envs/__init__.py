@@ -1,7 +1,8 @@
-"""Environments: a functional protocol, brax and gymnax adapters, in-graph wrappers."""
+"""Environments: a functional protocol, brax, gymnax, Playground and tabular adapters,
+in-graph wrappers."""
 
 from vecpg.envs.protocol import Env, EnvSpec, EnvStep
-from vecpg.envs.registry import env_names, make_env, split_env_name
+from vecpg.envs.registry import env_names, make_env, make_env_for, split_env_name
 from vecpg.envs.wrappers import EpisodeState, EpisodeStep, reset_episode, step_episode
 
 __all__ = [
@@ -12,6 +13,7 @@ __all__ = [
     "EpisodeStep",
     "env_names",
     "make_env",
+    "make_env_for",
     "reset_episode",
     "split_env_name",
     "step_episode",

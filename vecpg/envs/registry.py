@@ -1,8 +1,11 @@
-"""Env names (`brax/<name>`, `gymnax/<id>`) and construction."""
+"""Env names (`brax/<name>`, `gymnax/<id>`, `playground/<Name>`, `tabular/<name>`) and
+construction. Adding a source: an adapter module (see protocol.py), its names here, and
+a branch in `make_env`."""
 
 from __future__ import annotations
 
 import functools
+from typing import Protocol
 
 from vecpg.envs.protocol import Env
 
@@ -43,7 +46,32 @@ GYMNAX_ENVS = (
     "Swimmer-misc",
 )
 TABULAR_ENVS = ("gridworld",)  # 4x4 gridworld of vecpg.tabular, gamma 0.9, 100 steps
-_SOURCES = {"brax": BRAX_ENVS, "gymnax": GYMNAX_ENVS, "tabular": TABULAR_ENVS}
+# MuJoCo Playground 0.2.0: the DM Control suite loads offline ...
+PLAYGROUND_DM_CONTROL = (
+    "AcrobotSwingup", "AcrobotSwingupSparse", "BallInCup", "CartpoleBalance",
+    "CartpoleBalanceSparse", "CartpoleSwingup", "CartpoleSwingupSparse", "CheetahRun",
+    "FingerSpin", "FingerTurnEasy", "FingerTurnHard", "FishSwim", "HopperHop", "HopperStand",
+    "HumanoidStand", "HumanoidWalk", "HumanoidRun", "PendulumSwingup", "PointMass",
+    "ReacherEasy", "ReacherHard", "SwimmerSwimmer6", "WalkerRun", "WalkerStand", "WalkerWalk",
+)  # fmt: skip
+# ... locomotion and manipulation need the MuJoCo Menagerie assets (cloned with git).
+PLAYGROUND_ROBOTS = (
+    "ApolloJoystickFlatTerrain", "BarkourJoystick", "BerkeleyHumanoidJoystickFlatTerrain",
+    "BerkeleyHumanoidJoystickRoughTerrain", "G1JoystickFlatTerrain", "G1JoystickRoughTerrain",
+    "Go1JoystickFlatTerrain", "Go1JoystickRoughTerrain", "Go1Getup", "Go1Handstand",
+    "Go1Footstand", "H1InplaceGaitTracking", "H1JoystickGaitTracking", "Op3Joystick",
+    "SpotFlatTerrainJoystick", "SpotGetup", "SpotJoystickGaitTracking", "T1JoystickFlatTerrain",
+    "T1JoystickRoughTerrain", "AlohaHandOver", "AlohaSinglePegInsertion", "PandaPickCube",
+    "PandaPickCubeOrientation", "PandaPickCubeCartesian", "PandaOpenCabinet",
+    "PandaRobotiqPushCube", "LeapCubeReorient", "LeapCubeRotateZAxis", "AeroCubeRotateZAxis",
+)  # fmt: skip
+_SOURCES = {
+    "brax": BRAX_ENVS,
+    "gymnax": GYMNAX_ENVS,
+    "playground": PLAYGROUND_DM_CONTROL + PLAYGROUND_ROBOTS,
+    "tabular": TABULAR_ENVS,
+}
+SOURCES = tuple(_SOURCES)
 
 
 def env_names() -> list[str]:
@@ -58,10 +86,32 @@ def split_env_name(name: str) -> tuple[str, str]:
     return src, env_id
 
 
+class EnvSettings(Protocol):
+    """The config fields that choose an env (a TrainConfig or StaticConfig has them)."""
+
+    @property
+    def env(self) -> str: ...
+
+    @property
+    def backend(self) -> str: ...
+
+    @property
+    def playground_impl(self) -> str: ...
+
+
+def make_env_for(c: EnvSettings) -> Env:
+    return make_env(c.env, c.backend, c.playground_impl)
+
+
 @functools.cache
-def make_env(name: str, backend: str = "generalized") -> Env:
-    """Build the adapter for `name`. Cached: brax system loading takes seconds."""
+def make_env(name: str, backend: str = "generalized", playground_impl: str = "jax") -> Env:
+    """Build the adapter for `name`: `backend` picks brax's physics, `playground_impl`
+    Playground's (jax | warp). Cached: loading a physics system takes seconds."""
     src, env_id = split_env_name(name)
+    if src == "playground":
+        from vecpg.envs.playground_env import PlaygroundEnv
+
+        return PlaygroundEnv(env_id, playground_impl, env_id in PLAYGROUND_DM_CONTROL)
     if src == "tabular":
         from vecpg.envs.tabular_env import TabularEnv
         from vecpg.tabular.exact import gridworld

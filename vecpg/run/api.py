@@ -13,9 +13,10 @@ from pathlib import Path
 import jax
 
 from vecpg.config import TrainConfig
-from vecpg.envs import make_env
+from vecpg.envs import make_env_for
 from vecpg.errors import ConfigError
 from vecpg.run import orchestrate
+from vecpg.run.files import CONFIG_FILE, LAUNCH_FILE, SUMMARY_FILE, check_out_dir
 from vecpg.run.launch import (
     Launch,
     check_checkpoint_every,
@@ -24,17 +25,7 @@ from vecpg.run.launch import (
     seed_list,
 )
 from vecpg.run.memory import available_bytes, fit_lanes, host_available_bytes, lane_bytes
-from vecpg.run.rundir import (
-    CONFIG_FILE,
-    LAUNCH_FILE,
-    SUMMARY_FILE,
-    Results,
-    SweepResults,
-    check_out_dir,
-    load,
-    load_sweep,
-    read_config,
-)
+from vecpg.run.rundir import Results, SweepResults, load, load_sweep, read_config
 from vecpg.run.tracking import WandbOptions
 from vecpg.training.execute import LaneOutput
 
@@ -155,7 +146,7 @@ def resume(
 
 
 def _train_results(config: TrainConfig, launch: Launch) -> Callable[[LaneOutput], Results]:
-    spec = make_env(config.env, config.backend).spec
+    spec = make_env_for(config).spec
 
     def results(out: LaneOutput) -> Results:
         return Results(

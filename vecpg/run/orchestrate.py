@@ -17,10 +17,10 @@ from typing import Protocol, TypeVar
 import numpy as np
 
 from vecpg.config import TrainConfig
+from vecpg.run.files import CONFIG_FILE, LAUNCH_FILE, make_run_dir, write_json
 from vecpg.run.interrupt import ctrl_c_stops, stop_requested
 from vecpg.run.launch import Launch
 from vecpg.run.progress import ProgressReporter, sinks_active
-from vecpg.run.rundir import CONFIG_FILE, LAUNCH_FILE, make_run_dir, write_json
 from vecpg.run.tracking import WandbLogger, WandbOptions, WandbRunSpec
 from vecpg.training.checkpoint import CHECKPOINT_DIR, CheckpointStore
 from vecpg.training.execute import Checkpointing, LaneOutput, plan_lanes, run_lanes

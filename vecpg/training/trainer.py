@@ -19,7 +19,7 @@ import jax.numpy as jnp
 
 from vecpg.algos import Batch, Updater, make_updater
 from vecpg.config import HParams, StaticConfig
-from vecpg.envs import Env, EpisodeState, make_env, reset_episode
+from vecpg.envs import Env, EpisodeState, make_env_for, reset_episode
 from vecpg.models.networks import (
     Agent,
     AgentParams,
@@ -56,7 +56,7 @@ class Pieces(NamedTuple):
 
 
 def make_pieces(static: StaticConfig) -> Pieces:
-    env = make_env(static.env, static.backend)
+    env = make_env_for(static)
     agent = make_agent(env.spec, static.hidden, static.activation)
     return Pieces(static, env, agent, make_updater(static, agent))
 
