@@ -13,10 +13,15 @@ from vecpg.bench.plan import VMAP_CONFIG
 from vecpg.config import TrainConfig
 
 
+def physics(env: str, settings: dict[str, Any]) -> str:
+    """' (positional)' for a brax env's backend; nothing for other sources."""
+    return f" ({settings['backend']})" if env.startswith("brax/") else ""
+
+
 def to_markdown(r: dict[str, Any]) -> str:
     s, tr, it = r["settings"], r["trust_region_cost"], r["iteration"]
     lines = [
-        f"Machine: {r['machine']}; jax {r['jax']}. Env {s['env']} ({s['backend']}), "
+        f"Machine: {r['machine']}; jax {r['jax']}. Env {s['env']}{physics(s['env'], s)}, "
         f"{s['num_envs']} envs x {s['num_steps']} steps = batch {s['batch']}, "
         f"{s['update_epochs']} epochs x {s['num_minibatches']} minibatches, hidden "
         f"{tuple(s['hidden'])}, {s['cg_iters']} CG iterations; medians of {s['repeats']} runs; "
