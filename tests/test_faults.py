@@ -348,3 +348,18 @@ def test_help_and_parse_errors_point_to_the_subcommand(tmp_path):
     assert flags.index("--algo") < flags.index("--wandb")
     proc = vecpg_cli("train", "--no-such-flag", cwd=tmp_path)
     assert proc.returncode == 2 and "vecpg train --help" in proc.stderr
+
+
+def test_mjx_backend_checkpoints_and_resumes_exactly(tmp_path):
+    """brax's mjx backend keeps zero-size arrays in its state (orbax refused them)."""
+    import shutil
+
+    cfg = vecpg.TrainConfig(env="brax/inverted_pendulum", backend="mjx", num_envs=4,
+                            num_steps=16, total_steps=256, hidden=(8,))  # fmt: skip
+    run = tmp_path / "mjx"
+    full = vecpg.train(cfg, seeds=1, run_dir=run, checkpoint_every=2)
+    (run / "summary.json").unlink()
+    shutil.rmtree(run / "checkpoints" / "4")  # resume from iteration 2
+    resumed = vecpg.resume(run)
+    for k, v in full.metrics.items():
+        np.testing.assert_array_equal(resumed.metrics[k], v, err_msg=k)

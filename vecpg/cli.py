@@ -13,34 +13,23 @@ from typing import TYPE_CHECKING, Annotated, Any
 import tyro
 
 from vecpg.bench.plan import BenchPlan
+from vecpg.commands import (
+    CompareCommand,
+    EnvsCommand,
+    EvalCommand,
+    RenderCommand,
+    WandbFlags,
+    run_bench_cmd,
+    run_compare,
+    run_envs,
+    run_eval,
+    run_render,
+)
 from vecpg.config import HPARAM_FIELDS, STATIC_FIELDS, StaticFields, TracedFields, TrainConfig
 from vecpg.errors import ConfigError, RunFailed, quoted
 
 if TYPE_CHECKING:
     from vecpg.run.rundir import Results, SweepResults
-
-
-@dataclasses.dataclass(frozen=True)
-class WandbFlags:
-    """Weights & Biases options shared by train and sweep."""
-
-    wandb: str = "disabled"
-    """W&B logging: disabled | offline | online (online without a key or network: offline)."""
-    wandb_project: str = "vecpg"
-    """W&B project."""
-    wandb_entity: str | None = None
-    """W&B entity (user or team); default: yours."""
-    wandb_group: str | None = None
-    """W&B group (default: the run dir's name); one W&B run per seed inside it."""
-    wandb_tags: Annotated[tuple[str, ...], tyro.conf.UseAppendAction] = ()
-    """Repeatable W&B tag."""
-
-    def wandb_options(self):
-        from vecpg.run.tracking import WandbOptions
-
-        return WandbOptions(
-            self.wandb, self.wandb_project, self.wandb_entity, self.wandb_group, self.wandb_tags
-        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,104 +86,6 @@ class SweepRunFlags:
 class SweepCommand(WandbFlags, SweepRunFlags, TracedFields, StaticFields):
     """Sweep traced hyperparameters: grid x seeds as one compiled call (sharded over all
     devices), ranked by IQM of final return with 95% bootstrap CIs."""
-
-
-@dataclasses.dataclass(frozen=True)
-class CompareCommand:
-    """Compare run directories: aggregate metrics with CIs, probability of improvement,
-    learning curves."""
-
-    run_dirs: tyro.conf.Positional[tuple[str, ...]] = ()
-    """Run directories written by `vecpg train`."""
-    out: str = "report"
-    """Directory for report.md and the PNGs."""
-    score_range: Annotated[tuple[str, ...], tyro.conf.UseAppendAction] = ()
-    """Repeatable ENV=low,high: scores are mapped to (r - low) / (high - low), needed to
-    aggregate across several envs."""
-
-
-@dataclasses.dataclass(frozen=True)
-class EnvsCommand:
-    """List the environments with their observation and action spaces."""
-
-    source: str = "all"
-    """Which source to list: all | brax | gymnax | playground | tabular."""
-    backend: str = "generalized"
-    """Brax backend used to build brax envs for their spaces."""
-    playground_impl: str = "jax"
-    """Playground physics used to build playground envs for their spaces."""
-
-
-@dataclasses.dataclass(frozen=True)
-class EvalCommand:
-    """Per-seed deterministic and stochastic returns of a run's policies, with 95% CIs."""
-
-    run_dir: tyro.conf.Positional[str]
-    """Run directory written by `vecpg train`."""
-    episodes: int = 10
-    """Episodes per seed and mode."""
-    seed: int = 0
-    """Evaluation seed: episode e resets with jax.random.split(key(seed), episodes)[e]."""
-
-
-@dataclasses.dataclass(frozen=True)
-class RenderCommand(WandbFlags):
-    """Write one deterministic episode of a trained policy: brax HTML viewer, gymnax GIF."""
-
-    run_dir: tyro.conf.Positional[str] = ""
-    """Run directory written by `vecpg train`."""
-    seed: int = 0
-    """Which trained seed's policy to show."""
-    out: str = "rollout.html"
-    """Output file: .html for brax envs, .gif for gymnax envs."""
-
-
-def run_eval(cmd: EvalCommand) -> int:
-    from rich.console import Console
-    from rich.table import Table
-
-    from vecpg.analysis.evaluate import evaluate
-
-    res = evaluate(cmd.run_dir, cmd.episodes, cmd.seed)
-    table = Table(title=f"{cmd.run_dir}: return over {cmd.episodes} episodes (95% CI)")
-    for col in ("seed", "deterministic", "stochastic"):
-        table.add_column(col, justify="right")
-    for row in res.table():
-        cells = [
-            f"{row[m]:.2f}  ({row[m + '_ci95'][0]:.2f} .. {row[m + '_ci95'][1]:.2f})"
-            for m in ("deterministic", "stochastic")
-        ]
-        table.add_row(str(row["seed"]), *cells)
-    Console(width=110).print(table)
-    return 0
-
-
-def run_render(cmd: RenderCommand) -> int:
-    from vecpg.analysis.evaluate import render
-
-    if not cmd.run_dir:
-        raise ConfigError("invalid run_dir='': give the run directory to render")
-    out = render(cmd.run_dir, cmd.seed, cmd.out)
-    print(f"wrote {out}")
-    options = cmd.wandb_options()
-    if options.mode != "disabled" and out.suffix == ".html":
-        from vecpg.run.tracking import log_html
-
-        log_html(options, Path(cmd.run_dir), f"render-seed{cmd.seed}", out)
-    return 0
-
-
-def run_bench_cmd(cmd: BenchPlan) -> int:
-    from vecpg.bench import report
-    from vecpg.bench.runner import run_bench
-
-    plan = cmd.resolved()
-    result = run_bench(plan)
-    report.check_result(result)
-    report.save(result, Path(plan.out))
-    print(report.to_markdown(result))
-    print(f"wrote {plan.out}/bench.json and bench.md")
-    return 0
 
 
 def config_from(cmd: TrainCommand | SweepCommand) -> TrainConfig:
@@ -344,54 +235,6 @@ def print_final_table(summary: dict) -> None:
     lo, hi = summary["final_return_ci95"]
     table.add_row("mean", f"{summary['final_return_mean']:.2f}  (95% CI {lo:.2f} .. {hi:.2f})")
     Console(width=100).print(table)
-
-
-def run_compare(cmd: CompareCommand) -> int:
-    from vecpg.analysis.compare import parse_score_ranges, report
-
-    ranges = parse_score_ranges(list(cmd.score_range))
-    text = report(list(cmd.run_dirs), Path(cmd.out), ranges)
-    from rich.console import Console
-    from rich.markdown import Markdown
-
-    Console(width=120).print(Markdown(text))
-    print(f"wrote {cmd.out}/report.md and PNGs")
-    return 0
-
-
-def run_envs(cmd: EnvsCommand) -> int:
-    from rich.console import Console
-    from rich.table import Table
-
-    from vecpg.envs import env_names, make_env
-    from vecpg.envs.registry import PLAYGROUND_ROBOTS, SOURCES
-
-    if cmd.source not in ("all", *SOURCES):
-        raise ConfigError(f"invalid source={cmd.source!r}: allowed: all, {', '.join(SOURCES)}")
-    table = Table(title="vecpg environments")
-    for col in ("name", "observation", "action", "max steps"):
-        table.add_column(col)
-    for name in env_names():
-        if cmd.source != "all" and not name.startswith(cmd.source + "/"):
-            continue
-        if name.removeprefix("playground/") in PLAYGROUND_ROBOTS:
-            table.add_row(name, "-", "needs the Menagerie assets ($VECPG_MENAGERIE_PATH)", "-")
-            continue
-        try:
-            spec = make_env(name, cmd.backend, cmd.playground_impl).spec
-        except ConfigError as e:  # e.g. the playground extra is not installed
-            table.add_row(name, "-", f"unavailable: {str(e).split(': ', 1)[-1]}", "-")
-            continue
-        except Exception as e:  # an env that cannot be built here is listed, not fatal
-            table.add_row(name, "-", f"unavailable: {type(e).__name__}", "-")
-            continue
-        if spec.discrete:
-            action = f"Discrete({spec.num_actions})"
-        else:
-            action = f"Box({spec.action_low:g}, {spec.action_high:g}, ({spec.num_actions},))"
-        table.add_row(name, f"Box{spec.obs_shape}", action, str(spec.max_episode_steps))
-    Console(width=110).print(table)
-    return 0
 
 
 # name -> (flags, runner): one table serves parsing and dispatch.
