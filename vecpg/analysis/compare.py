@@ -9,15 +9,13 @@ of different envs are not comparable.
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 
 import numpy as np
 
 from vecpg.analysis import stats
 from vecpg.errors import ConfigError
-from vecpg.run.files import write_failed
+from vecpg.run.files import write_then_move
 from vecpg.run.rundir import load
 
 METRICS = {
@@ -72,19 +70,8 @@ def report(
         raise ConfigError(f"invalid out={str(out)!r}: exists and is not a directory")
     finals, curves = collect(run_dirs)
     tmp = out.with_name(f".{out.name}.new")
-    try:
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        text = write_report(finals, curves, tmp, score_ranges or {})
-        out.mkdir(parents=True, exist_ok=True)
-        names = sorted(p.name for p in tmp.iterdir() if p.name != "report.md")
-        for name in [*names, "report.md"]:
-            os.replace(tmp / name, out / name)
-    except OSError as e:
-        raise write_failed(out, e) from None
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return text
+    write = lambda d: write_report(finals, curves, d, score_ranges or {})  # noqa: E731
+    return write_then_move(tmp, out, write, "report.md")
 
 
 def write_report(

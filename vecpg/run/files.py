@@ -7,12 +7,13 @@ import json
 import math
 import os
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from vecpg.errors import ConfigError, RunFailed, disk_full, quoted
 
+T = TypeVar("T")
 MARKER = ".vecpg-run"  # in every dir vecpg writes: only such dirs are ever replaced
 CONFIG_FILE = "config.json"
 LAUNCH_FILE = "run.json"  # how the run was launched: seeds, grid, chunking
@@ -92,15 +93,43 @@ def make_run_dir(run_dir: Path, overwrite: bool) -> None:
         if run_dir.exists() and overwrite:
             shutil.rmtree(run_dir)  # a vecpg run dir, replaced whole
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / MARKER).write_text("a vecpg run directory\n")
+        mark(run_dir)
     except OSError as e:
         reason = "disk full" if disk_full(e) else (e.strerror or str(e))
         raise ConfigError(f"invalid out={str(run_dir)!r}: cannot write there ({reason})") from None
 
 
-def save_dir(run_dir: Path, names: Sequence[str], write: Callable[[Path], None], *,
-             overwrite: bool = False, in_place: bool = False) -> Path:  # fmt: skip
-    """Write `names` and then summary.json through `write(tmp_dir)`.
+def mark(d: Path) -> None:
+    """Mark `d` as a directory vecpg wrote (what --overwrite may replace)."""
+    (d / MARKER).write_text("a vecpg run directory\n")
+
+
+def write_then_move(tmp: Path, dest: Path, write: Callable[[Path], T], last: str) -> T:
+    """Write files into the fresh directory `tmp`, then move each into `dest` (every
+    replace atomic), `last` after all others; one line if a write fails."""
+    try:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        result = write(tmp)
+        dest.mkdir(parents=True, exist_ok=True)
+        names = sorted(p.name for p in tmp.iterdir() if p.name != last)
+        for name in [*names, last]:
+            os.replace(tmp / name, dest / name)
+        return result
+    except OSError as e:
+        raise write_failed(dest, e) from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def save_dir(
+    run_dir: Path,
+    write: Callable[[Path], None],
+    *,
+    overwrite: bool = False,
+    in_place: bool = False,
+) -> Path:
+    """Write a run's files, summary.json among them, through `write(tmp_dir)`.
 
     New dir: everything goes to a temporary sibling that then replaces `run_dir`, so a
     failure never leaves a half-written run or destroys an earlier one. `in_place` (a
@@ -108,17 +137,7 @@ def save_dir(run_dir: Path, names: Sequence[str], write: Callable[[Path], None],
     summary.json last.
     """
     if in_place:
-        tmp = run_dir / ".final"
-        try:
-            shutil.rmtree(tmp, ignore_errors=True)
-            tmp.mkdir()
-            write(tmp)
-            for name in (*names, SUMMARY_FILE):
-                os.replace(tmp / name, run_dir / name)
-        except OSError as e:
-            raise write_failed(run_dir, e) from None
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+        write_then_move(run_dir / ".final", run_dir, write, SUMMARY_FILE)
         return run_dir
     check_out_dir(run_dir, overwrite)
     tmp = run_dir.with_name(f".{run_dir.name}.new")
@@ -126,7 +145,7 @@ def save_dir(run_dir: Path, names: Sequence[str], write: Callable[[Path], None],
         run_dir.parent.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
-        (tmp / MARKER).write_text("a vecpg run directory\n")
+        mark(tmp)
         write(tmp)
         if run_dir.exists():
             shutil.rmtree(run_dir)

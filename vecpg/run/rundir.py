@@ -38,8 +38,6 @@ from vecpg.run.files import (
     save_dir,
 )
 
-TRAIN_FILES = ("config.json", "spec.json", "metrics.npz", "params.msgpack", "curves.png")
-SWEEP_FILES = ("config.json", "grid.json", "metrics.npz", "ranking.md", "ranking.png")
 FINAL_FRACTION = 0.1  # final return = mean episode_return over the last 10% of iterations
 
 
@@ -121,9 +119,7 @@ class Results:
         self, run_dir: str | os.PathLike, overwrite: bool = False, in_place: bool = False
     ) -> Path:
         """Write the train run-dir files (see the module docstring) atomically."""
-        return save_dir(
-            Path(run_dir), TRAIN_FILES, self._write, overwrite=overwrite, in_place=in_place
-        )
+        return save_dir(Path(run_dir), self._write, overwrite=overwrite, in_place=in_place)
 
     def _write(self, d: Path) -> None:
         from vecpg.analysis.plots import plot_curves
@@ -209,9 +205,7 @@ class SweepResults:
         self, run_dir: str | os.PathLike, overwrite: bool = False, in_place: bool = False
     ) -> Path:
         """Write the sweep-dir files (see the module docstring) atomically."""
-        return save_dir(
-            Path(run_dir), SWEEP_FILES, self._write, overwrite=overwrite, in_place=in_place
-        )
+        return save_dir(Path(run_dir), self._write, overwrite=overwrite, in_place=in_place)
 
     def _write(self, d: Path) -> None:
         from vecpg.analysis.plots import plot_ranking
