@@ -15,8 +15,7 @@ import logging
 import os
 import sys
 import tempfile
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,21 +24,6 @@ import numpy as np
 from vecpg.errors import ConfigError, RunFailed, disk_full, quoted
 
 CHECKPOINT_DIR = "checkpoints"
-
-
-_disk_full_seen = threading.Event()
-
-
-def _quiet_thread_errors(previous: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    """A threading.excepthook that, once a checkpoint write found the disk full, drops
-    the tracebacks orbax's writer threads print after it (the one line says it all)."""
-
-    def hook(args: Any) -> None:
-        if _disk_full_seen.is_set() or (args.exc_value and disk_full(args.exc_value)):
-            return
-        previous(args)
-
-    return hook
 
 
 class _Held:
@@ -98,10 +82,6 @@ class CheckpointStore:
 
     def __init__(self, directory: str | Path, max_to_keep: int = 2):
         import orbax.checkpoint as ocp
-
-        if not getattr(threading.excepthook, "vecpg_quiet", False):
-            threading.excepthook = _quiet_thread_errors(threading.excepthook)
-            threading.excepthook.vecpg_quiet = True  # type: ignore[attr-defined]
 
         self._ocp = ocp
         self.directory = Path(directory).absolute()
