@@ -178,7 +178,7 @@ def check_run_dir(run_dir: Path, kind: str) -> None:
         raise bad_run_dir(run_dir, "is a file, not a run directory")
     if not (run_dir / CONFIG_FILE).exists():
         raise bad_run_dir(run_dir, "not a vecpg run dir (no config.json)")
-    is_sweep = (run_dir / "grid.json").exists() or '"sweep"' in _launch_text(run_dir)
+    is_sweep = (run_dir / "grid.json").exists() or _launch_kind(run_dir) == "sweep"
     if kind == "train" and is_sweep:
         raise bad_run_dir(run_dir, "is a sweep dir (vecpg.load_sweep reads it)")
     if kind == "sweep" and not is_sweep:
@@ -192,8 +192,10 @@ def check_run_dir(run_dir: Path, kind: str) -> None:
         raise bad_run_dir(run_dir, f"the run did not finish (no {SUMMARY_FILE}){how}")
 
 
-def _launch_text(run_dir: Path) -> str:
+def _launch_kind(run_dir: Path) -> str:
+    """run.json's `kind` ('train' or 'sweep'); '' when it is missing or unreadable."""
     try:
-        return (run_dir / LAUNCH_FILE).read_text()
-    except OSError:
+        launch = json.loads((run_dir / LAUNCH_FILE).read_text())
+    except (OSError, ValueError):
         return ""
+    return str(launch.get("kind", "train")) if isinstance(launch, dict) else ""
