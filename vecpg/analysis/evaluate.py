@@ -18,7 +18,7 @@ import numpy as np
 
 from vecpg.analysis.stats import mean_ci95
 from vecpg.config import StaticConfig
-from vecpg.envs import make_env_for
+from vecpg.envs import make_env, make_env_for
 from vecpg.envs.protocol import Env
 from vecpg.errors import ConfigError
 from vecpg.models.networks import Agent, AgentParams, env_action, make_agent, policy_dist
@@ -91,16 +91,22 @@ def play_episode(
     return Episode(total, length, states)
 
 
+def _compiled_returns(c: StaticConfig):
+    """(params [seeds], keys [episodes], deterministic) -> returns, lengths [seeds, episodes];
+    cached on what the policy and env depend on, not on training-only settings."""
+    key = (c.env, c.backend, c.playground_impl, tuple(c.hidden), c.activation, c.normalize_obs)
+    return _compiled_returns_for(*key)
+
+
 @functools.lru_cache(maxsize=8)
-def _compiled_returns(static: StaticConfig):
-    """(params [seeds], keys [episodes], deterministic) -> returns, lengths [seeds, episodes]."""
-    env = make_env_for(static)
-    agent = make_agent(env.spec, static.hidden, static.activation)
+def _compiled_returns_for(env_name, backend, playground_impl, hidden, activation, normalize):
+    env = make_env(env_name, backend, playground_impl)
+    agent = make_agent(env.spec, hidden, activation)
 
     def returns(params, keys, deterministic):
         one = functools.partial(
             play_episode, env, agent, params,
-            normalize_obs=static.normalize_obs, deterministic=deterministic, keep_states=False,
+            normalize_obs=normalize, deterministic=deterministic, keep_states=False,
         )  # fmt: skip
         ep = jax.vmap(one)(keys)
         return ep.total, ep.length
