@@ -189,10 +189,10 @@ def test_read_only_filesystem_fails_before_compiling(tmp_path):
         assert "compiling" not in proc.stdout
 
 
-@pytest.mark.parametrize("size", ["96k", "112k", "144k"])
+@pytest.mark.parametrize("size", ["136k", "160k", "232k"])
 def test_disk_full_is_one_line_and_keeps_the_previous_checkpoint(tmp_path, size):
-    """Filesystems sized so that the second checkpoint (96k, 112k) or the final save
-    (144k) runs out of space."""
+    """Filesystems sized so that the second checkpoint (136k, 160k) or the final save
+    (232k) runs out of space (a checkpoint step of this run is about 125k)."""
     with small_filesystem(tmp_path / "small", size):
         proc = vecpg_cli("train", *TINY, "--checkpoint-every", "5", "--out", "small/r",
                          cwd=tmp_path)  # fmt: skip
@@ -209,16 +209,20 @@ def test_disk_full_is_one_line_and_keeps_the_previous_checkpoint(tmp_path, size)
 
 def test_zero_size_state_leaves_checkpoint_and_restore(tmp_path):
     """The mjx backend's state holds zero-size arrays, which orbax refuses to write."""
+    import jax
+
     from vecpg.training.checkpoint import CheckpointStore
 
     store = CheckpointStore(tmp_path / "ck")
-    leaves = [np.arange(3.0), np.zeros((2, 0), np.float32), np.zeros((0,), np.int32)]
+    host = [np.arange(3.0, dtype=np.float32), np.zeros((2, 0), np.float32), np.zeros((0,), np.int8)]
+    leaves = [jax.device_put(x) for x in host]
     store.save(5, leaves, {"r": np.ones((2, 5))})
-    restored = CheckpointStore(tmp_path / "ck").restore()
+    restored = CheckpointStore(tmp_path / "ck").restore(leaves)
     assert restored is not None
     step, got, metrics = restored
     assert step == 5 and [x.shape for x in got] == [(3,), (2, 0), (0,)]
-    assert [x.dtype for x in got] == [np.float64, np.float32, np.int32]
+    assert [x.dtype for x in got] == [np.float32, np.float32, np.int8]
+    np.testing.assert_array_equal(got[0], host[0])
     np.testing.assert_array_equal(metrics["r"], np.ones((2, 5)))
 
 

@@ -4,11 +4,13 @@ from vecpg.analysis import stats
 from vecpg.config import HParams, StaticConfig, TrainConfig
 from vecpg.errors import ConfigError
 from vecpg.run.api import resume, sweep, train
+from vecpg.run.distributed import Cluster, join
 from vecpg.run.rundir import Results, SweepResults, load, load_policy, load_sweep
 from vecpg.training.execute import TrainingInterrupted
 from vecpg.training.trainer import make_train
 
 __all__ = [
+    "Cluster",
     "ConfigError",
     "HParams",
     "Results",
@@ -16,6 +18,7 @@ __all__ = [
     "SweepResults",
     "TrainConfig",
     "TrainingInterrupted",
+    "join",
     "load",
     "load_policy",
     "load_sweep",

@@ -27,6 +27,7 @@ from vecpg.commands import (
 )
 from vecpg.config import HPARAM_FIELDS, STATIC_FIELDS, StaticFields, TracedFields, TrainConfig
 from vecpg.errors import ConfigError, RunFailed, quoted
+from vecpg.run.distributed import Cluster
 
 if TYPE_CHECKING:
     from vecpg.run.rundir import Results, SweepResults
@@ -53,7 +54,7 @@ class TrainRunFlags:
 
 
 @dataclasses.dataclass(frozen=True)
-class TrainCommand(WandbFlags, TrainRunFlags, TracedFields, StaticFields):
+class TrainCommand(Cluster, WandbFlags, TrainRunFlags, TracedFields, StaticFields):
     """Train one config on many seeds in one compiled call; write a run dir."""
 
 
@@ -83,7 +84,7 @@ class SweepRunFlags:
 
 
 @dataclasses.dataclass(frozen=True)
-class SweepCommand(WandbFlags, SweepRunFlags, TracedFields, StaticFields):
+class SweepCommand(Cluster, WandbFlags, SweepRunFlags, TracedFields, StaticFields):
     """Sweep traced hyperparameters: grid x seeds as one compiled call (sharded over all
     devices), ranked by IQM of final return with 95% bootstrap CIs."""
 
@@ -93,8 +94,13 @@ def config_from(cmd: TrainCommand | SweepCommand) -> TrainConfig:
     return TrainConfig(**{name: getattr(cmd, name) for name in (*STATIC_FIELDS, *HPARAM_FIELDS)})
 
 
+def cluster_of(cmd: TrainCommand | SweepCommand) -> Cluster:
+    """The command's multi-process flags (`vecpg.run.distributed`)."""
+    return Cluster(**{f.name: getattr(cmd, f.name) for f in dataclasses.fields(Cluster)})
+
+
 RESUME_KEEPS = ("resume", "progress", "wandb", "wandb_project", "wandb_entity", "wandb_group",
-                "wandb_tags")  # fmt: skip
+                "wandb_tags", *(f.name for f in dataclasses.fields(Cluster)))  # fmt: skip
 
 
 def check_resume_alone(cmd: TrainCommand | SweepCommand) -> None:
@@ -135,6 +141,7 @@ def run_train(cmd: TrainCommand) -> int:
         overwrite=cmd.overwrite,
         checkpoint_every=cmd.checkpoint_every,
         wandb=cmd.wandb_options(),
+        cluster=cluster_of(cmd),
     )
     return finish(call, out, "train")
 
@@ -165,6 +172,7 @@ def run_sweep(cmd: SweepCommand) -> int:
         overwrite=cmd.overwrite,
         checkpoint_every=cmd.checkpoint_every,
         wandb=cmd.wandb_options(),
+        cluster=cluster_of(cmd),
     )
     return finish(call, out, "sweep")
 
@@ -185,7 +193,9 @@ def resume_run(cmd: TrainCommand | SweepCommand) -> int:
         print(f"vecpg: {quoted(out)} already finished; nothing to resume", flush=True)
         return 0
     print(f"vecpg: resuming {quoted(out)}", flush=True)
-    call = functools.partial(resume, out, progress=cmd.progress, wandb=cmd.wandb_options())
+    call = functools.partial(
+        resume, out, progress=cmd.progress, wandb=cmd.wandb_options(), cluster=cluster_of(cmd)
+    )
     return finish(call, out, "train" if isinstance(cmd, TrainCommand) else "sweep")
 
 
@@ -210,6 +220,12 @@ def finish(call: Callable[[], Results | SweepResults], out: Path, command: str) 
                 flush=True,
             )
         return 130
+    import jax
+
+    if jax.process_index() > 0:  # results are process 0's to show and write
+        print(f"vecpg: process {jax.process_index()} of {jax.process_count()} done; "
+              f"process 0 wrote {out}/", flush=True)  # fmt: skip
+        return 0
     if isinstance(res, Results):
         print_final_table(res.summary())
         print(f"compile {res.compile_s:.1f}s, run {res.run_s:.1f}s; wrote {out}/")
@@ -282,8 +298,12 @@ def entry() -> None:
     (Python would otherwise restore the default handler and die of the signal)."""
     import signal
 
+    from vecpg.run import distributed
+
     code = main()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if distributed.is_multiprocess():
+        distributed.leave(code)
     sys.exit(code)
 
 

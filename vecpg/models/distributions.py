@@ -11,12 +11,13 @@ VJP through the network, it gives the Gauss-Newton form of the policy Fisher (na
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-_LOG_2PI = jnp.log(2.0 * jnp.pi)
+_LOG_2PI = math.log(2.0 * math.pi)  # a float: no JAX work at import (see run.distributed)
 
 
 class Categorical:

@@ -15,7 +15,8 @@ import jax
 from vecpg.config import TrainConfig
 from vecpg.envs import make_env_for
 from vecpg.errors import ConfigError
-from vecpg.run import orchestrate
+from vecpg.run import distributed, orchestrate
+from vecpg.run.distributed import Cluster
 from vecpg.run.files import CONFIG_FILE, LAUNCH_FILE, SUMMARY_FILE, check_out_dir
 from vecpg.run.launch import (
     Launch,
@@ -40,6 +41,7 @@ def train(
     overwrite: bool = False,
     checkpoint_every: int = 0,
     wandb: WandbOptions | None = None,
+    cluster: Cluster | None = None,
 ) -> Results:
     """Train `config` on every seed in ONE compiled call (vmapped over seeds, the seeds
     axis sharded over all local devices).
@@ -54,9 +56,14 @@ def train(
     seed's full state after each; `resume(run_dir)` continues a killed run, and Ctrl-C
     stops after the current chunk with a checkpoint (raising `TrainingInterrupted`).
     `wandb` logs every seed live to Weights & Biases (see `vecpg.run.tracking`).
+
+    `cluster` makes this process one of several running the job together (see
+    `vecpg.run.distributed`; every process calls `train` with the same arguments, process
+    0 writes the run dir and returns the same results as the others).
     """
     if not isinstance(config, TrainConfig):
         raise ConfigError(f"invalid config={type(config).__name__}: must be a vecpg.TrainConfig")
+    distributed.join(cluster)
     launch = Launch("train", seed_list(seeds), [{}], max_runs_per_call, checkpoint_every)
     launch, path = _prepare(config, launch, run_dir, overwrite)
     return orchestrate.run_job(
@@ -75,6 +82,7 @@ def sweep(
     overwrite: bool = False,
     checkpoint_every: int = 0,
     wandb: WandbOptions | None = None,
+    cluster: Cluster | None = None,
 ) -> SweepResults:
     """Train every grid point x every seed in one compiled program (chunked only when
     `max_runs_per_call` is set; results are identical either way). Only traced
@@ -82,9 +90,11 @@ def sweep(
 
     With `out`, the sweep is saved there; `checkpoint_every=N` checkpoints every lane
     every N iterations so that `resume(out)` can continue it. `wandb` logs one W&B run
-    per (grid point, seed) plus one aggregate run per grid point."""
+    per (grid point, seed) plus one aggregate run per grid point. `cluster`: as in
+    `train`."""
     if not isinstance(config, TrainConfig):
         raise ConfigError(f"invalid config={type(config).__name__}: must be a vecpg.TrainConfig")
+    distributed.join(cluster)
     points = expand_grid(grid)
     launch = Launch("sweep", seed_list(seeds), points, max_runs_per_call, checkpoint_every)
     launch, path = _prepare(config, launch, out, overwrite)
@@ -97,11 +107,25 @@ def _prepare(
     config: TrainConfig, launch: Launch, run_dir: str | os.PathLike | None, overwrite: bool
 ) -> tuple[Launch, Path | None]:
     """Check the launch (one line each, before compiling; the memory estimate may choose
-    --max-runs-per-call), then create the run dir."""
-    check_max_runs(launch.max_runs_per_call)
-    check_checkpoint_every(launch.checkpoint_every, run_dir is not None)
+    --max-runs-per-call), agree on it with the other processes, then create the run dir
+    (process 0)."""
+    launch = dataclasses.replace(launch, num_processes=jax.process_count())
     path = None if run_dir is None else Path(run_dir)
-    if path is not None:
+    error = None
+    try:
+        launch = _check(config, launch, path, overwrite)
+    except ConfigError as e:
+        error = e
+    distributed.agree(distributed.fingerprint(config, launch, path), error)
+    if path is not None and distributed.is_writer():
+        orchestrate.prepare_dir(path, overwrite, config, launch)
+    return launch, path
+
+
+def _check(config: TrainConfig, launch: Launch, path: Path | None, overwrite: bool) -> Launch:
+    check_max_runs(launch.max_runs_per_call)
+    check_checkpoint_every(launch.checkpoint_every, path is not None)
+    if path is not None and distributed.is_writer():
         check_out_dir(path, overwrite)
     configs = launch.configs(config)  # validates every grid point before anything is written
     per_lane = lane_bytes(config.static(), configs[0].hparams())
@@ -112,19 +136,22 @@ def _prepare(
         jax.device_count(), what,
     )  # fmt: skip
     if note:
-        print(note, flush=True)
+        if distributed.is_writer():
+            print(note, flush=True)
         launch = dataclasses.replace(launch, max_runs_per_call=max_runs)
-    if path is not None:
-        orchestrate.prepare_dir(path, overwrite, config, launch)
-    return launch, path
+    return launch
 
 
 def resume(
-    run_dir: str | os.PathLike, progress: bool = False, wandb: WandbOptions | None = None
+    run_dir: str | os.PathLike,
+    progress: bool = False,
+    wandb: WandbOptions | None = None,
+    cluster: Cluster | None = None,
 ) -> Results | SweepResults:
     """Continue a checkpointed train or sweep run (killed, pre-empted or interrupted) from
     its latest checkpoint; the final metrics equal those of an uninterrupted run of the
-    same launch. A run that already finished is loaded and returned."""
+    same launch. A run that already finished is loaded and returned. A run made by N
+    processes resumes with N processes (`cluster`)."""
     run_dir = Path(run_dir)
     if not (run_dir / LAUNCH_FILE).exists() or not (run_dir / CONFIG_FILE).exists():
         raise ConfigError(
@@ -134,6 +161,10 @@ def resume(
     launch = Launch.from_dict(json.loads((run_dir / LAUNCH_FILE).read_text()))
     finished = (run_dir / SUMMARY_FILE).exists()
     config = read_config(run_dir)
+    if not finished:
+        _check_processes(launch, cluster)
+        distributed.join(cluster)
+        distributed.agree(distributed.fingerprint(config, launch, run_dir), None)
     if launch.kind == "train":
         if finished:
             return load(run_dir)
@@ -168,3 +199,14 @@ def _sweep_results(config: TrainConfig, launch: Launch) -> Callable[[LaneOutput]
         )  # fmt: skip
 
     return results
+
+
+def _check_processes(launch: Launch, cluster: Cluster | None) -> None:
+    """A run resumes with the process count that started it (its lanes' shards)."""
+    cluster = cluster or Cluster()
+    n = cluster.num_processes or distributed.detected_processes()
+    if n != launch.num_processes:
+        raise ConfigError(
+            f"invalid resume: this run was started by {launch.num_processes} process(es); "
+            f"resume it with --num-processes {launch.num_processes} (this job has {n})"
+        )

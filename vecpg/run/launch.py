@@ -97,6 +97,7 @@ class Launch:
     points: list[dict[str, float]]
     max_runs_per_call: int | None = None
     checkpoint_every: int = 0
+    num_processes: int = 1  # JAX processes that ran it (resume needs as many)
 
     def configs(self, base: TrainConfig) -> list[TrainConfig]:
         """The config of every grid point (each one validated)."""
@@ -125,4 +126,5 @@ class Launch:
             points=list(d.get("points", [{}])),
             max_runs_per_call=d.get("max_runs_per_call"),
             checkpoint_every=d.get("checkpoint_every", 0),
+            num_processes=d.get("num_processes", 1),
         )

@@ -17,13 +17,21 @@ from typing import Protocol, TypeVar
 import numpy as np
 
 from vecpg.config import TrainConfig
+from vecpg.errors import ConfigError, RunFailed
+from vecpg.run import distributed
 from vecpg.run.files import CONFIG_FILE, LAUNCH_FILE, make_run_dir, write_json
 from vecpg.run.interrupt import ctrl_c_stops, stop_requested
 from vecpg.run.launch import Launch
 from vecpg.run.progress import ProgressReporter, sinks_active
 from vecpg.run.tracking import WandbLogger, WandbOptions, WandbRunSpec
 from vecpg.training.checkpoint import CHECKPOINT_DIR, CheckpointStore
-from vecpg.training.execute import Checkpointing, LaneOutput, plan_lanes, run_lanes
+from vecpg.training.execute import (
+    Checkpointing,
+    LaneOutput,
+    TrainingInterrupted,
+    plan_lanes,
+    run_lanes,
+)
 
 
 def interrupt_message(config: TrainConfig, checkpoint_every: int) -> str:
@@ -66,8 +74,9 @@ def describe(config: TrainConfig, launch: Launch) -> str:
 def start_wandb(
     options: WandbOptions | None, config: TrainConfig, launch: Launch, run_dir: Path | None
 ) -> WandbLogger | None:
-    """One W&B run per lane (and an aggregate run per grid point), or None."""
-    if options is None or options.mode == "disabled":
+    """One W&B run per lane (and an aggregate run per grid point), or None. Only process
+    0 logs: the host callback gathers every process's lanes to it."""
+    if options is None or options.mode == "disabled" or not distributed.is_writer():
         return None
     configs = launch.configs(config)
     names = iter(launch.lane_names())
@@ -95,6 +104,7 @@ def execute(
     seeds, hparams = launch.lanes(config)
     plan = plan_lanes(seeds, hparams, launch.max_runs_per_call)
     total_steps = config.num_iterations * config.batch_size
+    progress = progress and distributed.is_writer()
     reporter = ProgressReporter(plan.num_lanes, total_steps) if progress else None
     sinks = [s for s in (logger, reporter) if s is not None]
     every = launch.checkpoint_every
@@ -122,8 +132,9 @@ def execute(
 
 
 def complete(results: R, run_dir: Path | None, logger: WandbLogger | None) -> R:
-    """Save `results` into the prepared run dir, then close W&B with the final returns."""
-    if run_dir is not None:
+    """Save `results` into the prepared run dir (process 0), then close W&B with the final
+    returns."""
+    if run_dir is not None and distributed.is_writer():
         results.save(str(run_dir), in_place=True)
     if logger:
         figure = run_dir / results.figure if run_dir is not None else None
@@ -140,7 +151,18 @@ def run_job(
     wandb: WandbOptions | None,
     make_results: Callable[[LaneOutput], R],
 ) -> R:
-    """execute -> make_results -> complete: the path of train, sweep and resume."""
-    logger = start_wandb(wandb, config, launch, run_dir)
-    out = execute(config, launch, run_dir, progress, logger)
-    return complete(make_results(out), run_dir, logger)
+    """execute -> make_results -> complete: the path of train, sweep and resume. With
+    several processes, a failure here is published so that the others stop too."""
+    try:
+        logger = start_wandb(wandb, config, launch, run_dir)
+        out = execute(config, launch, run_dir, progress, logger)
+        return complete(make_results(out), run_dir, logger)
+    except Exception as e:
+        ours = (ConfigError, RunFailed, TrainingInterrupted)
+        if distributed.is_multiprocess() and not isinstance(e, ours):
+            e = distributed.explain(e)  # most likely a peer died mid-collective
+        distributed.failed(str(e).splitlines()[0] if str(e) else type(e).__name__)
+        raise e from None
+    except BaseException as e:
+        distributed.failed(type(e).__name__)
+        raise

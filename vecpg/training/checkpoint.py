@@ -94,6 +94,7 @@ class CheckpointStore:
                 options=ocp.CheckpointManagerOptions(
                     max_to_keep=max_to_keep, enable_async_checkpointing=False, create=True
                 ),
+                item_handlers=ocp.StandardCheckpointHandler(),  # so metadata reads at once
             )
         finally:
             absl.setLevel(level)
@@ -101,24 +102,23 @@ class CheckpointStore:
     def latest(self) -> int | None:
         return self._manager.latest_step()
 
-    def save(self, done: int, leaves: list[np.ndarray], metrics: dict[str, np.ndarray]) -> None:
-        """Write step `done`. Orbax refuses zero-size arrays (the mjx backend's state has
-        some): each is stored as a 1-element array of its dtype plus its shape. A full
-        disk raises RunFailed; the previous step stays the latest."""
+    def save(self, done: int, leaves: list[Any], metrics: dict[str, np.ndarray]) -> None:
+        """Write step `done`. `leaves` are the state's arrays, sharded over the lanes axis:
+        with several processes, each process writes its own shards (orbax). Orbax refuses
+        zero-size arrays (the mjx backend's state has some): each is stored as its shape
+        alone. A full disk raises RunFailed; the previous step stays the latest."""
         state, empty = {}, {}
         for i, x in enumerate(leaves):
-            x = np.asarray(x)
             if x.size == 0:
-                empty[f"{i:05d}"] = np.asarray(x.shape, np.int64)
-                x = np.zeros((1,), x.dtype)
-            state[f"{i:05d}"] = x
+                empty[f"{i:05d}"] = [int(n) for n in x.shape]
+            else:
+                state[f"{i:05d}"] = x
         tree = {"state": state, "metrics": {k: np.asarray(v) for k, v in metrics.items()}}
-        if empty:
-            tree["empty_shapes"] = empty
+        save = self._ocp.args.StandardSave(tree, custom_metadata={"empty_shapes": empty})
         try:
             with stderr_held_back() as held:
                 try:
-                    self._manager.save(done, args=self._ocp.args.StandardSave(tree))
+                    self._manager.save(done, args=save)
                     self._manager.wait_until_finished()
                 except Exception as e:
                     held.drop = disk_full(e)  # orbax's threads print dozens of tracebacks
@@ -133,29 +133,68 @@ class CheckpointStore:
                 raise RunFailed(f"disk full while writing {quoted(self.directory)}{kept}") from None
             raise
 
-    def restore(self) -> tuple[int, list[np.ndarray], dict[str, np.ndarray]] | None:
-        """(iterations done, state leaves in order, metrics) of the latest step, or None.
-        One line if that step cannot be read."""
+    def restore(self, like: list[Any]) -> tuple[int, list[Any], dict[str, np.ndarray]] | None:
+        """(iterations done, state leaves, metrics) of the latest step, or None. `like`:
+        this run's state leaves (sharded arrays); the state comes back with their
+        shapes and shardings, each process reading its own shards. One line if that
+        step cannot be read or does not match `like`."""
+        import jax
+
         with stderr_held_back() as held:  # orbax logs its own error before raising
             step = self.latest()
             if step is None:
                 return None
+            path = quoted(self.directory / str(step))
             try:
-                tree = self._manager.restore(step, args=self._ocp.args.StandardRestore())
+                metadata = self._manager.item_metadata(step)
+                saved = metadata.tree
+                custom = metadata.custom_metadata or {}
+                empty = {k: tuple(v) for k, v in custom.get("empty_shapes", {}).items()}
             except Exception as e:
                 held.discard = True
-                path = quoted(self.directory / str(step))
                 raise ConfigError(
                     f"invalid resume: checkpoint {path} cannot be read ({type(e).__name__}); "
                     "remove it to resume from the one before, if any"
                 ) from None
-        state, empty = tree["state"], tree.get("empty_shapes", {})
+            keys = sorted([*saved["state"], *empty])
+            shapes = [empty[k] if k in empty else tuple(saved["state"][k].shape) for k in keys]
+            if shapes != [tuple(x.shape) for x in like]:
+                held.discard = True
+                raise ConfigError(
+                    "invalid resume: the checkpoint does not match this run's config.json "
+                    "(state shapes differ; was config.json edited?)"
+                )
+            target = {
+                "state": {
+                    k: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding)
+                    for k, x in zip(keys, like, strict=True)
+                    if k not in empty
+                },
+                "metrics": {k: np.zeros(m.shape, m.dtype) for k, m in saved["metrics"].items()},
+            }
+            try:
+                tree = self._manager.restore(step, args=self._ocp.args.StandardRestore(target))
+            except Exception as e:
+                held.discard = True
+                raise ConfigError(
+                    f"invalid resume: checkpoint {path} cannot be read ({type(e).__name__}); "
+                    "remove it to resume from the one before, if any"
+                ) from None
         leaves = [
-            np.zeros(tuple(empty[k]), state[k].dtype) if k in empty else np.asarray(state[k])
-            for k in sorted(state)
+            _zeros_like(x) if k in empty else tree["state"][k]
+            for k, x in zip(keys, like, strict=True)
         ]
         metrics = {k: np.asarray(v) for k, v in tree["metrics"].items()}
         return int(step), leaves, metrics
 
     def close(self) -> None:
         self._manager.close()
+
+
+def _zeros_like(x: Any) -> Any:
+    """A zero-size array with `x`'s shape, dtype and sharding (nothing to read back)."""
+    import jax
+
+    return jax.make_array_from_callback(
+        x.shape, x.sharding, lambda idx: np.zeros(x.shape, x.dtype)[idx]
+    )

@@ -4,7 +4,9 @@ A lane is one vmapped slot of the program: one (seed, hyperparameters) pair. All
 run as ONE compiled program, their axis sharded over every device (a Mesh with a
 NamedSharding); `max_runs_per_call` splits them into equal calls of the same program.
 Inputs are built with `jax.make_array_from_callback` and results brought back with
-`process_allgather` when there are several processes (a path not yet run on a cluster).
+`process_allgather` when there are several processes (`vecpg.run.distributed`): each
+process then runs the same calls on its own devices, and every process gets every
+lane's results.
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from vecpg.config import HPARAM_FIELDS, HParams, StaticConfig
-from vecpg.errors import ConfigError
 from vecpg.training.trainer import TrainFns, make_train
 
 
@@ -84,9 +85,13 @@ def call_in_worker(call: Callable[[], Any], interrupted: Callable[[], bool], kep
     return result[0]
 
 
+def runs_mesh() -> Mesh:
+    """Every device of every process, in one "runs" axis."""
+    return Mesh(np.asarray(jax.devices()), ("runs",))
+
+
 def runs_sharding() -> NamedSharding:
-    mesh = Mesh(np.asarray(jax.devices()), ("runs",))
-    return NamedSharding(mesh, PartitionSpec("runs"))
+    return NamedSharding(runs_mesh(), PartitionSpec("runs"))
 
 
 def _is_key(x) -> bool:
@@ -137,7 +142,8 @@ def compiled_train(static: StaticConfig, num_runs: int):
     sharding = runs_sharding()
     fn = functools.partial(whole_run_from_key_data, train_fns(static), static.num_iterations)
     jitted = jax.jit(fn, in_shardings=sharding, out_shardings=sharding)
-    return jitted.lower(*abstract_inputs(num_runs, sharding)).compile()
+    with jax.set_mesh(runs_mesh()):  # the progress callback gathers over it
+        return jitted.lower(*abstract_inputs(num_runs, sharding)).compile()
 
 
 @functools.lru_cache(maxsize=16)
@@ -157,12 +163,13 @@ def compiled_chunk(static: StaticConfig, num_runs: int, length: int):
         lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding),
         init.out_info,
     )
-    run = jax.jit(
-        functools.partial(fns.run, length=length),
-        in_shardings=(sharding, sharding, sharding, replicated),
-        out_shardings=sharding,
-        donate_argnums=0,
-    ).lower(state, hp, lanes, jax.ShapeDtypeStruct((), jnp.int32, sharding=replicated))
+    with jax.set_mesh(runs_mesh()):  # the progress callback gathers over it
+        run = jax.jit(
+            functools.partial(fns.run, length=length),
+            in_shardings=(sharding, sharding, sharding, replicated),
+            out_shardings=sharding,
+            donate_argnums=0,
+        ).lower(state, hp, lanes, jax.ShapeDtypeStruct((), jnp.int32, sharding=replicated))
     return init.compile(), run.compile()
 
 
@@ -306,19 +313,13 @@ def _run_checkpointed(
     states = [init(k, hp) for k, hp, _ in calls]
     metrics: dict[str, np.ndarray] = {}
     done = 0
-    restored = ck.store.restore()
+    like, treedef = jax.tree.flatten(states)  # which leaves are typed PRNG keys
+    restored = ck.store.restore(jax.tree.leaves(_key_data(states)))
     if restored is not None:
-        done, host_states, metrics = restored
-        like, treedef = jax.tree.flatten(states)  # which leaves are typed PRNG keys
-        shapes = [tuple(x.shape) for x in host_states]
-        if shapes != [tuple(jnp.shape(jax.random.key_data(t) if _is_key(t) else t)) for t in like]:
-            raise ConfigError(
-                "invalid resume: the checkpoint does not match this run's config.json "
-                "(state shapes differ; was config.json edited?)"
-            )
+        done, saved, metrics = restored
         leaves = [
-            jax.random.wrap_key_data(_global(x, sharding)) if _is_key(t) else _global(x, sharding)
-            for t, x in zip(like, host_states, strict=True)
+            jax.random.wrap_key_data(x) if _is_key(t) else x
+            for t, x in zip(like, saved, strict=True)
         ]
         states = jax.tree.unflatten(treedef, leaves)
     if reporter:
@@ -344,7 +345,7 @@ def _run_checkpointed(
         new = {k: v[:, : total - done] for k, v in new.items()}
         metrics = new if not metrics else {k: np.concatenate([metrics[k], new[k]], 1) for k in new}
         done = min(done + length, total)
-        ck.store.save(done, jax.tree.leaves(_to_host(_key_data(states))), metrics)
+        ck.store.save(done, jax.tree.leaves(_key_data(states)), metrics)
     run_s = time.perf_counter() - t0
     params = jax.tree.map(lambda *xs: np.concatenate(xs), *_to_host([s.params for s in states]))
     params = jax.tree.map(lambda x: x[: plan.num_lanes], params)

@@ -203,13 +203,23 @@ def run_iterations(
             flush = (slot == static.log_every - 1) | (it == last) | (it == start + length - 1)
             jax.lax.cond(
                 flush & (it <= last),
-                lambda: jax.debug.callback(progress, lanes, it, buf),
+                lambda: jax.debug.callback(progress, *replicated((lanes, it, buf))),
                 lambda: None,
             )
         return (state, buf), metrics
 
     (state, _), metrics = jax.lax.scan(body, (state, buf0), start + jnp.arange(length))
     return state, jax.tree.map(lambda m: jnp.moveaxis(m, 0, 1), metrics)
+
+
+def replicated(tree: Any) -> Any:
+    """`tree` gathered onto every device when a lanes mesh is set (`jax.set_mesh`): the
+    host callback reads every lane, and an explicit gather spares XLA a warned-about
+    fallback. Without a mesh, `tree` unchanged."""
+    mesh = jax.sharding.get_abstract_mesh()
+    if mesh.empty:
+        return tree
+    return jax.lax.with_sharding_constraint(tree, jax.sharding.PartitionSpec())
 
 
 class TrainFns(NamedTuple):
