@@ -230,7 +230,7 @@ def finish(call: Callable[[], Results | SweepResults], out: Path, command: str) 
         print_final_table(res.summary())
         print(f"compile {res.compile_s:.1f}s, run {res.run_s:.1f}s; wrote {out}/")
         return 0
-    print(ranking_markdown(res.ranking()))
+    print(ranking_markdown(res.ranking(), len(res.seeds)))
     print(
         f"{len(res.points)} configs x {len(res.seeds)} seeds on {res.num_devices} device(s) in "
         f"{res.num_calls} call(s): compile {res.compile_s:.1f}s, run {res.run_s:.1f}s; "
@@ -246,11 +246,19 @@ def print_final_table(summary: dict) -> None:
     table = Table(title=f"{summary['algo']} on {summary['env']}: final return (last 10%)")
     table.add_column("seed", justify="right")
     table.add_column("final return", justify="right")
+    diverged = summary.get("diverged_at_iteration", {})
     for seed, r in zip(summary["seeds"], summary["final_return_per_seed"], strict=True):
-        table.add_row(str(seed), f"{r:.2f}")
+        at = diverged.get(str(seed))
+        table.add_row(str(seed), f"{r:.2f}" if at is None else f"{r:.2f} (diverged at it {at})")
     lo, hi = summary["final_return_ci95"]
     table.add_row("mean", f"{summary['final_return_mean']:.2f}  (95% CI {lo:.2f} .. {hi:.2f})")
     Console(width=100).print(table)
+    if diverged:
+        n, total = len(diverged), len(summary["seeds"])
+        print(
+            f"vecpg: {n} of {total} seeds diverged (non-finite params, loss or gradients); "
+            "each scores the lowest final return of any seed"
+        )
 
 
 # name -> (flags, runner): one table serves parsing and dispatch.

@@ -39,12 +39,37 @@ from vecpg.run.files import (
 )
 
 FINAL_FRACTION = 0.1  # final return = mean episode_return over the last 10% of iterations
+DIVERGED_SCORING = "a diverged seed scores the lowest final return of any seed in the run"
 
 
 def final_returns(episode_return: np.ndarray) -> np.ndarray:
     """[..., iterations] -> [...] mean over the last FINAL_FRACTION of iterations."""
     k = max(1, int(round(episode_return.shape[-1] * FINAL_FRACTION)))
     return episode_return[..., -k:].mean(axis=-1)
+
+
+def diverged_at(metrics: dict[str, np.ndarray]) -> np.ndarray:
+    """[..., iterations] metrics -> [...] the first iteration at which each lane's
+    params, loss or gradients were non-finite, -1 where never (run dirs made before the
+    `diverged` metric existed: -1 everywhere)."""
+    flag = metrics.get("diverged")
+    if flag is None:
+        return np.full(metrics["episode_return"].shape[:-1], -1)
+    first = np.argmax(flag > 0, axis=-1)
+    return np.where(flag[..., -1] > 0, first, -1)
+
+
+def scored_final_returns(metrics: dict[str, np.ndarray]) -> np.ndarray:
+    """Final returns [...] in which every diverged lane is scored as the lowest final
+    return of any lane in `metrics` (its own last finite value included): a diverged
+    seed can never raise its config's mean, IQM, CI or rank."""
+    final = final_returns(metrics["episode_return"])
+    diverged = diverged_at(metrics) >= 0
+    if not diverged.any():
+        return final
+    finite = final[np.isfinite(final)]
+    worst = finite.min() if finite.size else -np.inf
+    return np.where(diverged, worst, final)
 
 
 def read_config(run_dir: Path) -> TrainConfig:
@@ -91,8 +116,14 @@ class Results:
     figure = "curves.png"  # the picture W&B's aggregate run gets
 
     def final_returns(self) -> np.ndarray:
-        """[seeds] mean episode_return over the last 10% of iterations."""
-        return final_returns(self.metrics["episode_return"])
+        """[seeds] mean episode_return over the last 10% of iterations; a diverged seed
+        is scored as the lowest of any seed (see `scored_final_returns`)."""
+        return scored_final_returns(self.metrics)
+
+    def diverged(self) -> dict[int, int]:
+        """{seed: first diverged iteration} of the seeds that diverged."""
+        at = diverged_at(self.metrics)
+        return {s: int(i) for s, i in zip(self.seeds, at, strict=True) if i >= 0}
 
     def summary(self) -> dict[str, Any]:
         final = self.final_returns()
@@ -113,6 +144,9 @@ class Results:
             "iterations_timed": iterations,
             "num_devices": self.num_devices,
             "nonfinite_total": int(self.metrics["nonfinite"].sum()),
+            "diverged_seeds": sorted(self.diverged()),
+            "diverged_at_iteration": {str(s): i for s, i in self.diverged().items()},
+            "diverged_scoring": DIVERGED_SCORING,
         }
 
     def save(
@@ -177,19 +211,29 @@ class SweepResults:
     figure = "ranking.png"
 
     def final_returns(self) -> np.ndarray:
-        """[grid, seeds] mean episode_return over the last 10% of iterations."""
-        return final_returns(self.metrics["episode_return"])
+        """[grid, seeds] mean episode_return over the last 10% of iterations; a diverged
+        seed is scored as the lowest of any seed of the sweep (`scored_final_returns`)."""
+        return scored_final_returns(self.metrics)
 
     def ranking(self) -> list[dict]:
-        """Grid points ranked by IQM of final return, with 95% stratified-bootstrap CIs."""
+        """Grid points ranked by IQM of final return, with 95% stratified-bootstrap CIs.
+        Points whose seeds all diverged rank last; `diverged_seeds` lists each point's."""
         rows = []
-        for point, final in zip(self.points, self.final_returns(), strict=True):
+        at = diverged_at(self.metrics)
+        for point, final, first in zip(self.points, self.final_returns(), at, strict=True):
             lo, hi = stratified_bootstrap_ci(final[:, None], iqm)
             mean, _, _ = mean_ci95(final)
             rows.append(
-                {**point, "iqm": float(iqm(final[:, None])), "iqm_ci95": [lo, hi], "mean": mean}
+                {
+                    **point,
+                    "iqm": float(iqm(final[:, None])),
+                    "iqm_ci95": [lo, hi],
+                    "mean": mean,
+                    "diverged_seeds": [s for s, i in zip(self.seeds, first, strict=True) if i >= 0],
+                }
             )
-        return sorted(rows, key=lambda r: -r["iqm"])
+        n = len(self.seeds)
+        return sorted(rows, key=lambda r: (len(r["diverged_seeds"]) == n, -r["iqm"]))
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -199,6 +243,7 @@ class SweepResults:
             "run_s": self.run_s,
             "num_devices": self.num_devices,
             "num_calls": self.num_calls,
+            "diverged_scoring": DIVERGED_SCORING.replace("the run", "the sweep"),
         }
 
     def save(
@@ -214,7 +259,7 @@ class SweepResults:
         (d / CONFIG_FILE).write_text(dumps(self.base.to_dict()))
         (d / "grid.json").write_text(dumps(self.points))
         write_metrics(d / "metrics.npz", self.seeds, self.metrics)
-        (d / "ranking.md").write_text(ranking_markdown(summary["ranking"]))
+        (d / "ranking.md").write_text(ranking_markdown(summary["ranking"], len(self.seeds)))
         title = f"{self.base.algo} on {self.base.env}, {len(self.seeds)} seeds"
         plot_ranking(summary["ranking"], d / "ranking.png", title)
         (d / SUMMARY_FILE).write_text(dumps(summary))
@@ -239,15 +284,31 @@ def load_sweep(run_dir: str | os.PathLike) -> SweepResults:
     )
 
 
-def ranking_markdown(ranking: list[dict]) -> str:
-    names = [k for k in ranking[0] if k not in ("iqm", "iqm_ci95", "mean")]
+def ranking_markdown(ranking: list[dict], num_seeds: int | None = None) -> str:
+    """The ranking as a markdown table; a `diverged` column when any seed diverged."""
+    names = grid_fields(ranking[0])
+    any_diverged = any(r.get("diverged_seeds") for r in ranking)
     head = "| rank | " + " | ".join(names) + " | IQM final return | 95% CI |"
-    lines = [head, "|" + "---|" * (len(names) + 3)]
+    head += " diverged |" if any_diverged else ""
+    lines = [head, "|" + "---|" * (len(names) + 3 + any_diverged)]
     for i, r in enumerate(ranking, 1):
         vals = " | ".join(f"{r[n]:g}" for n in names)
         lo, hi = r["iqm_ci95"]
-        lines.append(f"| {i} | {vals} | {r['iqm']:.2f} | {lo:.2f} .. {hi:.2f} |")
-    return "\n".join(lines) + "\n"
+        line = f"| {i} | {vals} | {r['iqm']:.2f} | {lo:.2f} .. {hi:.2f} |"
+        if any_diverged:
+            k = len(r.get("diverged_seeds", []))
+            line += f" {k} of {num_seeds} seeds |" if num_seeds else f" {k} seeds |"
+        lines.append(line)
+    note = (
+        "\nA diverged seed is scored as the lowest final return of any seed of the sweep; "
+        "a config whose seeds all diverged ranks last.\n"
+    )
+    return "\n".join(lines) + "\n" + (note if any_diverged else "")
+
+
+def grid_fields(row: dict) -> list[str]:
+    """The grid-point names of a ranking row (not its statistics)."""
+    return [k for k in row if k not in ("iqm", "iqm_ci95", "mean", "diverged_seeds")]
 
 
 class SavedPolicies(NamedTuple):

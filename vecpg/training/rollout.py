@@ -81,12 +81,13 @@ def rollout(
 
 
 def finished_episode_stats(traj: Transition) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """(count, mean return, mean length) of episodes that ended in this batch."""
-    ended = (traj.terminated | traj.truncated).astype(jnp.float32)
-    count = jnp.sum(ended)
+    """(count, mean return, mean length) of episodes that ended in this batch. Episodes
+    cut short by the non-finite guard are left out: their return is not the policy's."""
+    ended = (traj.terminated | traj.truncated) & ~traj.nonfinite
+    count = jnp.sum(ended.astype(jnp.float32))
     denom = jnp.maximum(count, 1.0)
     return (
         count,
-        jnp.sum(traj.finished_return) / denom,
-        jnp.sum(traj.finished_length.astype(jnp.float32)) / denom,
+        jnp.sum(jnp.where(ended, traj.finished_return, 0.0)) / denom,
+        jnp.sum(jnp.where(ended, traj.finished_length, 0).astype(jnp.float32)) / denom,
     )

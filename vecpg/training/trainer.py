@@ -44,6 +44,7 @@ class TrainState:
     key: jax.Array
     last_return: jax.Array  # latest mean return of finished episodes (carried forward)
     last_length: jax.Array
+    diverged: jax.Array  # bool: params, loss or gradients were non-finite at some iteration
 
 
 class Pieces(NamedTuple):
@@ -69,7 +70,8 @@ def init_train_state(p: Pieces, key: jax.Array, hp: HParams) -> TrainState:
         p.env, jax.random.split(k_env, p.static.num_envs)
     )
     zero = jnp.float32(0.0)
-    return TrainState(params, p.updater.init(params, hp), env_state, key, zero, zero)
+    no = jnp.bool_(False)
+    return TrainState(params, p.updater.init(params, hp), env_state, key, zero, zero, no)
 
 
 def make_batch(
@@ -113,6 +115,12 @@ def policy_change_metrics(agent: Agent, actor_params: Any, batch: Batch) -> Metr
     }
 
 
+def all_finite(tree: Any) -> jax.Array:
+    """Whether every float in `tree` is finite (a scalar bool)."""
+    leaves = [x for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.floating)]
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
+
+
 def explained_variance(value: jax.Array, target: jax.Array) -> jax.Array:
     """1 - Var[target - value] / Var[target]; [N] inputs."""
     return 1.0 - jnp.var(target - value) / (jnp.var(target) + 1e-8)
@@ -141,6 +149,7 @@ def train_iteration(
         flat_obs = traj.obs.reshape(-1, *traj.obs.shape[2:])
         params = dataclasses.replace(params, obs_stats=update_stats(params.obs_stats, flat_obs))
 
+    diverged = state.diverged | ~all_finite((params, upd_metrics))
     n_done, mean_return, mean_length = finished_episode_stats(traj)
     last_return = jnp.where(n_done > 0, mean_return, state.last_return)
     last_length = jnp.where(n_done > 0, mean_length, state.last_length)
@@ -152,11 +161,12 @@ def train_iteration(
         "episodes_finished": n_done,
         "return_change": last_return - state.last_return,
         "nonfinite": jnp.sum(traj.nonfinite.astype(jnp.float32)),
+        "diverged": diverged.astype(jnp.float32),
         "explained_variance": explained_variance(batch.value, batch.target),
         **policy_change_metrics(p.agent, params.actor, batch),
         **upd_metrics,
     }
-    new_state = TrainState(params, algo_state, env_state, key, last_return, last_length)
+    new_state = TrainState(params, algo_state, env_state, key, last_return, last_length, diverged)
     return new_state, metrics
 
 

@@ -1,0 +1,64 @@
+"""A diverged seed never scores: lanes whose params go non-finite are marked, their
+cut-short episodes never enter the returns, and rankings score them as the worst."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+import vecpg
+from vecpg.cli import main
+from vecpg.run.rundir import diverged_at, scored_final_returns
+
+# Pendulum: every return is negative (a good policy scores about -150), so the old
+# guard's one-step "episodes" of return 0 would have ranked a diverged lane first.
+PENDULUM = ["--env", "gymnax/Pendulum-v1", "--num-envs", "4", "--num-steps", "50",
+            "--total-steps", "4000", "--hidden", "16", "--seeds", "2", "--no-progress"]  # fmt: skip
+
+
+def test_diverged_lanes_are_marked_score_worst_and_leave_other_lanes_bit_for_bit(
+    tmp_path, capsys
+):
+    out = tmp_path / "sweep"
+    args = ["sweep", *PENDULUM, "--grid", "learning_rate=0.0003,1e30", "--out", str(out)]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "| 1 | 0.0003 |" in printed and "| 2 | 1e+30 |" in printed
+    assert "2 of 2 seeds |" in printed and "0 of 2 seeds |" in printed
+    summary = json.loads((out / "summary.json").read_text())
+    assert [r["learning_rate"] for r in summary["ranking"]] == [3e-4, 1e30]
+    assert [r["diverged_seeds"] for r in summary["ranking"]] == [[], [0, 1]]
+
+    bad = vecpg.load_sweep(out)
+    first = diverged_at(bad.metrics)
+    assert (first[0] == -1).all() and (first[1] >= 0).all()
+    flag = bad.metrics["diverged"][1]
+    iters = np.arange(flag.shape[-1])
+    np.testing.assert_array_equal(flag, (iters >= first[1][:, None]).astype(np.float32))
+    # Episodes cut short by the guard are left out: none counts once a lane diverged
+    # (the old guard ended every step of it: 200 one-step "episodes" of return 0).
+    after = iters >= np.maximum(first[1], 1)[:, None]  # from the first NaN rollout on
+    assert (bad.metrics["episodes_finished"][1][after] == 0).all()
+    assert (bad.metrics["nonfinite"][1][after] > 0).all()
+    assert (bad.metrics["episode_length"] != 1).all()
+
+    # The healthy lanes equal, bit for bit, those of a sweep whose other lanes stay finite.
+    cfg = vecpg.TrainConfig(
+        env="gymnax/Pendulum-v1", num_envs=4, num_steps=50, total_steps=4000, hidden=(16,)
+    )
+    good = vecpg.sweep(cfg, {"learning_rate": [3e-4, 1e-3]}, seeds=2)
+    for k, v in good.metrics.items():
+        np.testing.assert_array_equal(bad.metrics[k][0], v[0], err_msg=k)
+    assert (diverged_at(good.metrics) == -1).all()
+
+
+def test_scoring_never_lets_a_diverged_seed_raise_a_config():
+    """Hand-made metrics: the diverged lane had the best return before diverging."""
+    ret = np.array([[[-300.0] * 10, [-200.0] * 10], [[-100.0] * 10, [-400.0] * 10]])
+    flag = np.zeros_like(ret)
+    flag[1, 0, 6:] = 1.0  # lane (1, 0) diverges at iteration 6
+    scored = scored_final_returns({"episode_return": ret, "diverged": flag})
+    np.testing.assert_array_equal(scored, [[-300.0, -200.0], [-400.0, -400.0]])
+    np.testing.assert_array_equal(diverged_at({"episode_return": ret, "diverged": flag}),
+                                  [[-1, -1], [6, -1]])  # fmt: skip
