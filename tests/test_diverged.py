@@ -17,9 +17,7 @@ PENDULUM = ["--env", "gymnax/Pendulum-v1", "--num-envs", "4", "--num-steps", "50
             "--total-steps", "4000", "--hidden", "16", "--seeds", "2", "--no-progress"]  # fmt: skip
 
 
-def test_diverged_lanes_are_marked_score_worst_and_leave_other_lanes_bit_for_bit(
-    tmp_path, capsys
-):
+def test_diverged_lanes_are_marked_score_worst_and_leave_other_lanes_bit_for_bit(tmp_path, capsys):
     out = tmp_path / "sweep"
     args = ["sweep", *PENDULUM, "--grid", "learning_rate=0.0003,1e30", "--out", str(out)]
     assert main(args) == 0
