@@ -108,7 +108,7 @@ def test_npg_step_respects_the_kl_budget_to_second_order(discrete):
     agent, params, batch = fixed_batch(discrete)
     cfg = TrainConfig(max_kl=eps, damping=1e-3, cg_iters=50)
     hp = cfg.hparams()
-    d = natural_direction(cfg.static(), agent, params, batch, hp, hp.max_kl)
+    d = natural_direction(cfg.static(), agent, jax.random.key(0), params, batch, hp, hp.max_kl)
     _, unravel = ravel_pytree(params)
     new = jax.tree.map(jnp.add, params, unravel(d.alpha * d.x))
     kl = float(mean_kl(agent, new, batch))
@@ -135,11 +135,94 @@ def test_fixed_step_mode_and_fvp_subsampling():
     agent, params, batch = fixed_batch(True, n=100)
     cfg = TrainConfig(npg_fixed_step=True, natural_lr=0.05, fvp_fraction=0.1)
     hp = cfg.hparams()
-    d = natural_direction(cfg.static(), agent, params, batch, hp, hp.max_kl)
+    key = jax.random.key(7)
+    d = natural_direction(cfg.static(), agent, key, params, batch, hp, hp.max_kl)
     np.testing.assert_allclose(d.alpha, 0.05)
-    sub = fvp_subsample(batch, 0.1)
-    np.testing.assert_array_equal(sub, batch.obs[::10])
+    sub = fvp_subsample(key, batch.obs, 0.1)
     # the direction is CG on the Fisher of those 10 states, with the full-batch gradient
     matvec = flat_fvp(lambda p: agent.actor.apply(p, sub), agent.dist.fisher_vp, params, 0.1)
     want = conjugate_gradient(matvec, d.g, cfg.cg_iters).x
     np.testing.assert_allclose(d.x, want, rtol=1e-5, atol=1e-6)
+
+
+def test_fvp_subsample_is_a_fresh_uniform_subset_of_exactly_round_f_n():
+    """Time-major batch of 8 envs x 4 steps, obs = sample index: the old obs[::k] used
+    env 0 alone at f = 1/8, and the whole batch at f = 0.7."""
+    from vecpg.algos.trust_region import fvp_subsample
+
+    obs = jnp.arange(32.0)[:, None]  # row t * 8 + b: step t of env b
+    for f, size in ((0.125, 4), (0.7, 22), (0.5, 16), (1.0, 32), (0.001, 1)):
+        sub = np.asarray(fvp_subsample(jax.random.key(0), obs, f))[:, 0]
+        assert sub.shape == (size,) and len(set(sub.tolist())) == size, f
+    envs_seen, counts = set(), np.zeros(32)
+    for k in range(200):
+        sub = np.asarray(fvp_subsample(jax.random.key(k), obs, 0.125))[:, 0].astype(int)
+        envs_seen |= set((sub % 8).tolist())
+        counts[sub] += 1
+    assert envs_seen == set(range(8))  # every env, not only env 0
+    # uniform: each of 32 samples is drawn 200 * 4 / 32 = 25 times in expectation
+    assert counts.min() > 8 and counts.max() < 45
+    np.testing.assert_array_equal(fvp_subsample(jax.random.key(0), obs, 1.0), obs)
+
+
+def softmax_np(logits: np.ndarray) -> np.ndarray:
+    z = np.exp(logits - logits.max(-1, keepdims=True))
+    return z / z.sum(-1, keepdims=True)
+
+
+def test_trpo_constrains_kl_old_to_new_as_the_paper_does():
+    """A real trpo update whose full step has KL(old || new) > max_kl > KL(new || old),
+    both computed in numpy from the parameters: the paper's rule (old || new) rejects the
+    full step and accepts the first backtrack; the reverse rule would have taken the
+    full step. The logged `kl_old_new` is the numpy value at the accepted point."""
+    from vecpg.algos import trust_region
+    from vecpg.models.networks import AgentParams
+
+    agent, actor, batch = fixed_batch(True)
+    full = init_agent_params(agent, jax.random.key(11))
+    params = AgentParams(actor, full.critic, full.obs_stats)
+    big = TrainConfig(algo="trpo", max_kl=1.0, cg_iters=20)
+    d = natural_direction(big.static(), agent, jax.random.key(1), actor,
+                          trust_region.centred(batch), big.hparams(), 1.0)  # fmt: skip
+    flat, unravel = ravel_pytree(actor)
+
+    def kls(actor_params, obs=batch.obs):
+        p = softmax_np(np.asarray(agent.actor.apply(actor, obs), np.float64))
+        q = softmax_np(np.asarray(agent.actor.apply(actor_params, obs), np.float64))
+        return np.mean(np.sum(p * np.log(p / q), -1)), np.mean(np.sum(q * np.log(q / p), -1))
+
+    old_new, new_old = kls(unravel(flat + d.alpha * d.x))
+    delta = 0.5 * (old_new + new_old)
+    assert old_new > delta * 1.05 and new_old < delta / 1.05  # the rules disagree here
+    cfg = TrainConfig(algo="trpo", max_kl=float(delta), cg_iters=20, npg_fixed_step=True,
+                      natural_lr=float(d.alpha))  # fmt: skip
+    static, hp = cfg.static(), cfg.hparams()
+    state = trust_region.init(static, agent, params, hp)
+    new, _, m = trust_region.update(
+        static, agent, jax.random.key(1), params, state, batch, hp, line_search=True
+    )
+    assert float(m["linesearch_accepted"]) == 1.0 and float(m["linesearch_steps"]) == 2.0
+    got_old_new, _ = kls(new.actor)
+    np.testing.assert_allclose(float(m["kl_old_new"]), got_old_new, rtol=1e-4)
+    assert got_old_new <= delta
+
+
+def test_npg_and_trpo_centre_the_advantages():
+    """A constant added to every advantage leaves the natural direction unchanged."""
+    from vecpg.algos import trust_region
+    from vecpg.models.networks import AgentParams
+
+    agent, actor, batch = fixed_batch(True)
+    full = init_agent_params(agent, jax.random.key(11))
+    params = AgentParams(actor, full.critic, full.obs_stats)
+    cfg = TrainConfig(algo="npg", max_kl=0.01, cg_iters=20)
+    static, hp = cfg.static(), cfg.hparams()
+    state = trust_region.init(static, agent, params, hp)
+    shifted = batch._replace(advantage=batch.advantage + 5.0)
+    a, _, _ = trust_region.update(static, agent, jax.random.key(1), params, state, batch, hp,
+                                  line_search=False)  # fmt: skip
+    b, _, _ = trust_region.update(static, agent, jax.random.key(1), params, state, shifted, hp,
+                                  line_search=False)  # fmt: skip
+    fa, fb = ravel_pytree(a.actor)[0], ravel_pytree(b.actor)[0]
+    np.testing.assert_allclose(fa, fb, rtol=1e-4, atol=1e-6)
+    assert float(jnp.abs(fa - ravel_pytree(actor)[0]).max()) > 1e-4  # it moved

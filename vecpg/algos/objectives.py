@@ -4,6 +4,7 @@ ratio        r = pi_theta'(a|s) / pi_theta(a|s)
 surrogate    A_bar(theta') = E[r A]                      (the lecture's surrogate)
 clipped      E[min(r A, clip(r, 1-eps, 1+eps) A)]        (PPO)
 mean_kl      E_s[KL(pi_theta'(.|s) || pi_theta(.|s))]    (new || old, as logged)
+mean_kl_from_old  E_s[KL(pi_theta(.|s) || pi_theta'(.|s))]  (old || new: TRPO's constraint)
 entropy      E_s[H(pi_theta'(.|s))]
 value_loss   0.5 E[(V(s) - target)^2]
 """
@@ -50,6 +51,12 @@ def kl_to_old(agent: Agent, dist: Any, b: Batch) -> jax.Array:
 def mean_kl(agent: Agent, actor_params: Any, b: Batch) -> jax.Array:
     """E_s[KL(pi_theta'(.|s) || pi_theta(.|s))] over the batch."""
     return kl_to_old(agent, agent.actor.apply(actor_params, b.obs), b)
+
+
+def mean_kl_from_old(agent: Agent, actor_params: Any, b: Batch) -> jax.Array:
+    """E_s[KL(pi_theta(.|s) || pi_theta'(.|s))] over the batch: old || new, the direction
+    the TRPO paper (and its reference code) constrains."""
+    return jnp.mean(agent.dist.kl(b.old_dist, agent.actor.apply(actor_params, b.obs)))
 
 
 def entropy(agent: Agent, dist: Any) -> jax.Array:

@@ -3,11 +3,15 @@ by its own Adam optimiser (epochs x minibatches).
 
     npg:  alpha = sqrt(2 max_kl / g^T F^-1 g)     (or natural_lr with npg_fixed_step)
     trpo: the same full step, then backtracking by backtrack_coef^k, k < linesearch_steps,
-          accepting the first point with mean KL(pi' || pi) <= max_kl and a strictly
-          improved surrogate; if none is accepted theta is kept and it is counted.
+          accepting the first point with mean KL(pi || pi') <= max_kl (old || new, as in
+          the TRPO paper) and a strictly improved surrogate; if none is accepted theta
+          is kept and it is counted.
 
-The surrogate uses the raw GAE advantages: the natural step is invariant to their
-scale, and the predicted improvement alpha g^T F^-1 g then reads in (scaled) reward units.
+The surrogate uses the GAE advantages centred over the batch (a constant shift of A
+moves g along E[grad log pi], which is zero only in expectation) but not rescaled: the
+KL-normalised step is invariant to their scale, and the predicted improvement
+alpha g^T F^-1 g then reads in (scaled) reward units. The Fisher-vector products use a
+fresh random subset of round(fvp_fraction * N) samples each iteration.
 """
 
 from __future__ import annotations
@@ -49,10 +53,15 @@ def kl_budget(static: StaticConfig, hp: HParams, iteration: jax.Array) -> ArrayL
     return hp.max_kl * (1.0 - iteration / static.num_iterations)
 
 
-def fvp_subsample(batch: Batch, fraction: float) -> jax.Array:
-    """Observations used for Fisher-vector products: every k-th sample, k = round(1/f)."""
-    stride = max(1, round(1.0 / fraction))
-    return batch.obs[::stride]
+def fvp_subsample(key: jax.Array, obs: jax.Array, fraction: float) -> jax.Array:
+    """obs [N, ...] -> the observations for Fisher-vector products: all of them when
+    `fraction` is 1, else a uniformly random subset of exactly max(1, round(f N))
+    distinct samples (fresh for each key)."""
+    n = obs.shape[0]
+    size = max(1, round(fraction * n))
+    if size >= n:
+        return obs
+    return obs[jax.random.choice(key, n, (size,), replace=False)]
 
 
 class NaturalDirection(NamedTuple):
@@ -66,16 +75,18 @@ class NaturalDirection(NamedTuple):
 def natural_direction(
     static: StaticConfig,
     agent: Agent,
+    key: jax.Array,
     actor_params: Any,
     batch: Batch,
     hp: HParams,
     max_kl: ArrayLike,
 ) -> NaturalDirection:
-    """g, the CG solution x of (F + damping I) x = g on the FVP sub-sample, and the step
-    size alpha (KL-normalised, or natural_lr with npg_fixed_step). P = actor params."""
+    """g, the CG solution x of (F + damping I) x = g on the FVP sub-sample (drawn with
+    `key`), and the step size alpha (KL-normalised, or natural_lr with npg_fixed_step).
+    P = actor params."""
     g_tree = jax.grad(lambda p: obj.surrogate(agent, p, batch))(actor_params)
     g, _ = ravel_pytree(g_tree)
-    obs = fvp_subsample(batch, static.fvp_fraction)
+    obs = fvp_subsample(key, batch.obs, static.fvp_fraction)
     matvec = flat_fvp(
         lambda p: agent.actor.apply(p, obs), agent.dist.fisher_vp, actor_params, hp.damping
     )
@@ -84,6 +95,11 @@ def natural_direction(
     if static.npg_fixed_step:
         alpha = jnp.asarray(hp.natural_lr)
     return NaturalDirection(g, cg.x, alpha, gfg, cg.residual_norm)
+
+
+def centred(batch: Batch) -> Batch:
+    """The batch with its advantages [N] minus their mean."""
+    return batch._replace(advantage=batch.advantage - jnp.mean(batch.advantage))
 
 
 def critic_loss(
@@ -140,12 +156,16 @@ def update(
     """One natural step of the actor (with trpo's line search when `line_search`), then
     the critic's epochs x minibatches."""
     max_kl = kl_budget(static, hp, state.iteration)
-    d = natural_direction(static, agent, params.actor, batch, hp, max_kl)
+    batch = centred(batch)  # the critic reads only obs and targets
+    k_fvp = key
+    if static.fvp_fraction < 1.0:  # split only then: full-batch runs keep their numbers
+        k_fvp, key = jax.random.split(key)
+    d = natural_direction(static, agent, k_fvp, params.actor, batch, hp, max_kl)
     _, unravel = ravel_pytree(params.actor)
     full_step = unravel(d.alpha * d.x)
     if line_search:
         ls = backtracking_line_search(
-            lambda p: (obj.surrogate(agent, p, batch), obj.mean_kl(agent, p, batch)),
+            lambda p: (obj.surrogate(agent, p, batch), obj.mean_kl_from_old(agent, p, batch)),
             params.actor,
             full_step,
             max_kl,
@@ -157,6 +177,7 @@ def update(
             "linesearch_steps": ls.steps.astype(jnp.float32),
             "linesearch_accepted": ls.accepted.astype(jnp.float32),
             "surrogate_improvement": ls.improvement,
+            "kl_old_new": obj.mean_kl_from_old(agent, ls.params, batch),
         }
         taken = jnp.where(ls.accepted, hp.backtrack_coef ** (ls.steps - 1), 0.0)
     else:

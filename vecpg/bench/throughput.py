@@ -240,7 +240,7 @@ def trust_region_cost(cfg: TrainConfig, repeats: int) -> dict[str, float]:
     logp = agent.dist.log_prob(dist, action)
     batch = Batch(obs, action, logp, advantage, jnp.zeros(n), jnp.zeros(n), dist)
     flat, _ = ravel_pytree(params)
-    sub = fvp_subsample(batch, cfg.fvp_fraction)
+    sub = fvp_subsample(jax.random.key(4), batch.obs, cfg.fvp_fraction)
 
     def matvec(p):
         damping = jnp.float32(cfg.damping)
