@@ -95,3 +95,34 @@ def test_adapters_follow_the_protocol(name, obs_shape, discrete, n):
     assert out.next_obs.shape == (3, *obs_shape)
     assert out.reward.shape == (3,) and out.terminated.dtype == jnp.bool_
     assert np.all(np.isfinite(np.asarray(out.next_obs)))
+
+
+def test_known_third_party_noise_is_silenced_and_real_warnings_pass(capsys):
+    import warnings
+
+    from vecpg.envs.quiet import third_party_quiet
+
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        with third_party_quiet():
+            warnings.warn(
+                "Brax System, piplines and environments are not actively being maintained. "
+                "Please see MJX",
+                UserWarning,
+                stacklevel=1,
+            )
+            deprecated = "Accessing `ncon` directly from `Data` is deprecated."
+            warnings.warn(deprecated, DeprecationWarning, stacklevel=1)
+            warnings.warn("a real problem", UserWarning, stacklevel=1)
+            print("Failed to import warp: No module named 'warp'")
+            print("a line of the user's")
+        warnings.warn(
+            "Brax System, piplines and environments are not actively being maintained",
+            UserWarning,
+            stacklevel=1,
+        )  # fmt: skip  (outside: not filtered)
+    assert [str(w.message) for w in seen] == [
+        "a real problem",
+        "Brax System, piplines and environments are not actively being maintained",
+    ]
+    assert capsys.readouterr().out == "a line of the user's\n"

@@ -51,3 +51,21 @@ def test_performance_profile_equals_rliable(scores):
 def test_normalize_scores():
     s = np.array([[5.0, 30.0]])
     np.testing.assert_allclose(stats.normalize_scores(s, [0, 10], [10, 110]), [[0.5, 0.2]])
+
+
+def test_curve_band_is_a_bootstrap_interval_inside_the_observed_returns():
+    """8 CartPole seeds at 500 but one: the Student-t band went above 500; the percentile
+    bootstrap band stays within [min, max] and matches scipy's percentile bootstrap."""
+    import scipy.stats
+
+    from vecpg.analysis.stats import mean_bootstrap_curve, mean_ci95
+
+    x = np.full((8, 3), 500.0)
+    x[0] = [120.0, 300.0, 499.0]
+    mean, lo, hi = mean_bootstrap_curve(x, reps=4000)
+    np.testing.assert_allclose(mean, x.mean(0))
+    assert np.all(hi <= x.max(0)) and np.all(lo >= x.min(0)) and np.all(lo <= mean)
+    assert mean_ci95(x[:, 0])[2] > 500.0  # what the old band did
+    ref = scipy.stats.bootstrap((x[:, 0],), np.mean, n_resamples=4000, method="percentile",
+                                random_state=1).confidence_interval  # fmt: skip
+    np.testing.assert_allclose([lo[0], hi[0]], [ref.low, ref.high], atol=12.0)

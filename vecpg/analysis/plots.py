@@ -6,7 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-from vecpg.analysis.stats import mean_ci95_curve
+from vecpg.analysis.stats import mean_bootstrap_curve
+
+BAND = "95% bootstrap CI of the mean"
 
 
 def pyplot():
@@ -20,15 +22,16 @@ def pyplot():
 
 
 def plot_curves(metrics: dict[str, np.ndarray], path: Path, title: str = "") -> None:
-    """episode_return: mean across seeds with a 95% CI band, against env steps."""
+    """episode_return: mean across seeds with a 95% percentile-bootstrap band of the mean
+    (within the observed returns), against env steps."""
     plt = pyplot()
 
     steps = metrics["env_steps"][0]
     ret = metrics["episode_return"]
-    mean, lo, hi = mean_ci95_curve(ret)
+    mean, lo, hi = mean_bootstrap_curve(ret)
     fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
     ax.plot(steps, mean, lw=2, label=f"mean of {ret.shape[0]} seeds")
-    ax.fill_between(steps, lo, hi, alpha=0.3, label="95% CI")
+    ax.fill_between(steps, lo, hi, alpha=0.3, label=BAND)
     ax.set_xlabel("env steps (per seed)")
     ax.set_ylabel("episode return")
     ax.set_title(title)
@@ -49,18 +52,19 @@ def plot_ranking(ranking: list[dict], path: Path, title: str = "") -> None:
 
 
 def plot_algorithm_curves(curves: dict[str, dict[str, np.ndarray]], path: Path, title: str) -> None:
-    """One mean +- 95% CI learning curve per algorithm; curves[algo] holds env_steps and
-    episode_return, each [seeds, iterations]."""
+    """One mean learning curve per algorithm with its 95% bootstrap band (see
+    `plot_curves`); curves[algo] holds env_steps and episode_return, each [seeds,
+    iterations]."""
     plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
     for algo, m in curves.items():
-        mean, lo, hi = mean_ci95_curve(m["episode_return"])
+        mean, lo, hi = mean_bootstrap_curve(m["episode_return"])
         ax.plot(m["env_steps"][0], mean, lw=1.5, label=algo)
         ax.fill_between(m["env_steps"][0], lo, hi, alpha=0.2)
     ax.set_xlabel("env steps (per seed)")
     ax.set_ylabel("episode return")
-    ax.set_title(title)
+    ax.set_title(f"{title}\nbands: {BAND}" if title else f"bands: {BAND}", fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()

@@ -16,14 +16,24 @@ def mean_ci95(x: np.ndarray) -> tuple[float, float, float]:
     return mean, mean - half, mean + half
 
 
-def mean_ci95_curve(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Column-wise `mean_ci95` of x [n, T] -> (mean, lo, hi), each [T]."""
+def mean_bootstrap_curve(
+    x: np.ndarray, reps: int = 2000, seed: int = 0, level: float = 0.95
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Column-wise mean of x [n, T] with a percentile-bootstrap CI of the mean -> (mean,
+    lo, hi), each [T]. Resample means lie between the column's smallest and largest
+    values, so the band never leaves the observed range (a Student-t band on bounded
+    returns can: CartPole's went above 500). One resampling of the n rows serves all T
+    columns (multinomial counts [reps, n] @ x)."""
     x = np.asarray(x, dtype=np.float64)
+    n = x.shape[0]
     mean = x.mean(axis=0)
-    if x.shape[0] < 2:
+    if n < 2:
         return mean, mean, mean
-    half = scipy.stats.t.ppf(0.975, x.shape[0] - 1) * x.std(axis=0, ddof=1) / np.sqrt(x.shape[0])
-    return mean, mean - half, mean + half
+    counts = np.random.default_rng(seed).multinomial(n, np.full(n, 1.0 / n), size=reps)
+    means = counts @ x / n  # [reps, T]
+    alpha = (1.0 - level) / 2.0
+    lo, hi = np.quantile(means, [alpha, 1.0 - alpha], axis=0)
+    return mean, lo, hi
 
 
 # Aggregate metrics over runs x tasks (Agarwal et al. 2021; rliable is the reference).

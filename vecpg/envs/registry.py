@@ -106,7 +106,15 @@ def make_env_for(c: EnvSettings) -> Env:
 @functools.cache
 def make_env(name: str, backend: str = "generalized", playground_impl: str = "jax") -> Env:
     """Build the adapter for `name`: `backend` picks brax's physics, `playground_impl`
-    Playground's (jax | warp). Cached: loading a physics system takes seconds."""
+    Playground's (jax | warp). Cached: loading a physics system takes seconds. Known
+    third-party noise is silenced (`vecpg.envs.quiet`)."""
+    from vecpg.envs.quiet import third_party_quiet
+
+    with third_party_quiet():
+        return _build_env(name, backend, playground_impl)
+
+
+def _build_env(name: str, backend: str, playground_impl: str) -> Env:
     src, env_id = split_env_name(name)
     if src == "playground":
         from vecpg.envs.playground_env import PlaygroundEnv

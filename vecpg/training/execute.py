@@ -24,6 +24,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from vecpg.config import HPARAM_FIELDS, HParams, StaticConfig
+from vecpg.envs.quiet import third_party_quiet
 from vecpg.training.trainer import TrainFns, make_train
 
 
@@ -142,7 +143,7 @@ def compiled_train(static: StaticConfig, num_runs: int):
     sharding = runs_sharding()
     fn = functools.partial(whole_run_from_key_data, train_fns(static), static.num_iterations)
     jitted = jax.jit(fn, in_shardings=sharding, out_shardings=sharding)
-    with jax.set_mesh(runs_mesh()):  # the progress callback gathers over it
+    with jax.set_mesh(runs_mesh()), third_party_quiet():  # the callback gathers over the mesh
         return jitted.lower(*abstract_inputs(num_runs, sharding)).compile()
 
 
@@ -154,16 +155,16 @@ def compiled_chunk(static: StaticConfig, num_runs: int, length: int):
     replicated = NamedSharding(sharding.mesh, PartitionSpec())
     fns = train_fns(static)
     keys, hp, lanes = abstract_inputs(num_runs, sharding)
-    init = jax.jit(
-        functools.partial(init_from_key_data, fns),
-        in_shardings=sharding,
-        out_shardings=sharding,
-    ).lower(keys, hp)
-    state = jax.tree.map(
-        lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding),
-        init.out_info,
-    )
-    with jax.set_mesh(runs_mesh()):  # the progress callback gathers over it
+    with jax.set_mesh(runs_mesh()), third_party_quiet():  # the callback gathers over the mesh
+        init = jax.jit(
+            functools.partial(init_from_key_data, fns),
+            in_shardings=sharding,
+            out_shardings=sharding,
+        ).lower(keys, hp)
+        state = jax.tree.map(
+            lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding),
+            init.out_info,
+        )
         run = jax.jit(
             functools.partial(fns.run, length=length),
             in_shardings=(sharding, sharding, sharding, replicated),
