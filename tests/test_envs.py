@@ -126,3 +126,22 @@ def test_known_third_party_noise_is_silenced_and_real_warnings_pass(capsys):
         "Brax System, piplines and environments are not actively being maintained",
     ]
     assert capsys.readouterr().out == "a line of the user's\n"
+
+
+def test_gymnax_time_limit_is_a_truncation_through_the_wrappers():
+    """Pendulum never terminates: its 200-step limit must reach the trainer as
+    truncated (bootstrapped), never as terminated, then restart the episode."""
+    env = make_env("gymnax/Pendulum-v1")
+    assert env.spec.max_episode_steps == 200
+
+    def body(state, _):
+        out = step_episode(env, state, jnp.zeros(env.spec.num_actions))
+        return out.state, (out.terminated, out.truncated, out.finished_length, out.state.t)
+
+    _, (term, trunc, length, t) = jax.lax.scan(
+        body, reset_episode(env, jax.random.key(0)), None, length=450
+    )
+    assert not bool(term.any())
+    np.testing.assert_array_equal(np.flatnonzero(np.asarray(trunc)), [199, 399])
+    np.testing.assert_array_equal(np.asarray(length)[[199, 399]], [200, 200])
+    assert int(t[199]) == 0 and int(t[200]) == 1  # a fresh episode after the limit

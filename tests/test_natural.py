@@ -133,16 +133,18 @@ def test_fixed_step_mode_and_fvp_subsampling():
     from vecpg.algos.trust_region import fvp_subsample
 
     agent, params, batch = fixed_batch(True, n=100)
-    cfg = TrainConfig(npg_fixed_step=True, natural_lr=0.05, fvp_fraction=0.1)
+    cfg = TrainConfig(npg_fixed_step=True, natural_lr=0.05, fvp_fraction=0.1, cg_iters=80)
     hp = cfg.hparams()
     key = jax.random.key(7)
     d = natural_direction(cfg.static(), agent, key, params, batch, hp, hp.max_kl)
     np.testing.assert_allclose(d.alpha, 0.05)
     sub = fvp_subsample(key, batch.obs, 0.1)
-    # the direction is CG on the Fisher of those 10 states, with the full-batch gradient
-    matvec = flat_fvp(lambda p: agent.actor.apply(p, sub), agent.dist.fisher_vp, params, 0.1)
-    want = conjugate_gradient(matvec, d.g, cfg.cg_iters).x
-    np.testing.assert_allclose(d.x, want, rtol=1e-5, atol=1e-6)
+    # the direction solves (F_sub + damping I) x = g, F_sub the explicit Hessian of the
+    # KL on those 10 states (built by second-order autodiff), g the full-batch gradient
+    flat, _ = ravel_pytree(params)
+    F = np.asarray(explicit_fisher(agent, params, sub), np.float64)
+    want = np.linalg.solve(F + 0.1 * np.eye(flat.size), np.asarray(d.g, np.float64))
+    np.testing.assert_allclose(d.x, want, rtol=2e-3, atol=2e-4)
 
 
 def test_fvp_subsample_is_a_fresh_uniform_subset_of_exactly_round_f_n():

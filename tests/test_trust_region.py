@@ -47,33 +47,51 @@ def test_trpo_never_accepts_a_step_outside_the_trust_region(runs):
         assert np.all(np.isfinite(m[key])), key
 
 
-def test_dual_variable_follows_the_constraint(runs):
-    res = run(runs, "dual")
-    lam = res.metrics["penalty"]  # lambda after each iteration's update
-    kl = res.metrics["kl"]
-    eps = res.config.max_kl
-    prev = np.concatenate([np.full((lam.shape[0], 1), res.config.init_penalty), lam[:, :-1]], 1)
-    above, below = kl > eps, kl < eps
-    assert above.any() and below.any()
-    assert np.all(lam[above] > prev[above])  # constraint violated: lambda rises
-    assert np.all(lam[below] <= prev[below])  # satisfied: lambda falls ...
-    assert np.all(lam >= 0)  # ... toward 0, never below
-    np.testing.assert_allclose(
-        lam, np.maximum(0, prev + res.config.dual_lr * (kl - eps)), rtol=1e-4, atol=1e-6
+def penalty_update(algo: str, learning_rate: float, max_kl: float, init_penalty: float):
+    """One real dual / ppo_kl update on a fixed categorical batch -> (new multiplier, the
+    KL(new || old) of the update recomputed in numpy from the old and new parameters)."""
+    import jax
+
+    from tests.test_natural import fixed_batch, softmax_np
+    from vecpg.algos import penalty
+    from vecpg.models.networks import AgentParams, init_agent_params
+
+    agent, actor, batch = fixed_batch(True)
+    full = init_agent_params(agent, jax.random.key(11))
+    params = AgentParams(actor, full.critic, full.obs_stats)
+    cfg = vecpg.TrainConfig(algo=algo, max_kl=max_kl, init_penalty=init_penalty, dual_lr=0.5,
+                            num_envs=16, num_steps=16, anneal_lr=False)  # fmt: skip
+    static = cfg.static()
+    hp = cfg.hparams().replace(learning_rate=learning_rate)  # 0: the policy cannot move
+    rule = penalty.dual_ascent if algo == "dual" else penalty.adaptive_beta
+    state = penalty.init(static, agent, params, hp)
+    new, state, _ = penalty.update(
+        static, agent, jax.random.key(1), params, state, batch, hp, adapt=rule
     )
+    p = softmax_np(np.asarray(agent.actor.apply(new.actor, batch.obs), np.float64))
+    q = softmax_np(np.asarray(agent.actor.apply(actor, batch.obs), np.float64))
+    return float(state.penalty), float(np.mean(np.sum(p * np.log(p / q), -1)))
 
 
-def test_ppo_kl_beta_doubles_and_halves(runs):
-    res = run(runs, "ppo_kl")
-    beta, kl, d = res.metrics["penalty"], res.metrics["kl"], res.config.max_kl
-    prev = np.concatenate([np.full((4, 1), res.config.init_penalty), beta[:, :-1]], 1)
-    lo, hi = BETA_RANGE
-    up, down = kl > 1.5 * d, kl < d / 1.5
-    assert up.any() and down.any()
-    np.testing.assert_allclose(beta[up], np.clip(2 * prev[up], lo, hi), rtol=1e-6)
-    np.testing.assert_allclose(beta[down], np.clip(prev[down] / 2, lo, hi), rtol=1e-6)
-    same = ~up & ~down
-    np.testing.assert_allclose(beta[same], prev[same], rtol=1e-6)
+def test_dual_variable_moves_with_a_kl_we_control():
+    """lr 0: the policy cannot move, KL = 0 < eps, so lambda falls by dual_lr * eps (and
+    stops at 0); a big step with a tiny eps: KL > eps, so lambda rises by dual_lr (KL -
+    eps), KL recomputed in numpy."""
+    lam, kl = penalty_update("dual", 0.0, 0.01, 0.3)
+    assert kl == 0.0 and lam == pytest.approx(0.3 - 0.5 * 0.01)
+    lam, kl = penalty_update("dual", 0.0, 0.01, 0.001)
+    assert lam == 0.0  # never below 0
+    lam, kl = penalty_update("dual", 0.05, 1e-6, 0.3)
+    assert kl > 1e-3 and lam == pytest.approx(0.3 + 0.5 * (kl - 1e-6), rel=1e-3)
+
+
+def test_ppo_kl_beta_halves_and_doubles_with_a_kl_we_control():
+    beta, kl = penalty_update("ppo_kl", 0.0, 0.01, 1.0)
+    assert kl == 0.0 and beta == 0.5  # KL < d_targ / 1.5
+    beta, kl = penalty_update("ppo_kl", 0.05, 1e-6, 1.0)
+    assert kl > 1.5e-6 and beta == 2.0  # KL > 1.5 d_targ
+    beta, kl = penalty_update("ppo_kl", 0.0, 0.01, BETA_RANGE[0])
+    assert beta == pytest.approx(BETA_RANGE[0], rel=1e-6)  # halving stops at the floor
 
 
 @pytest.mark.slow
