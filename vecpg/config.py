@@ -41,6 +41,7 @@ else:
 BACKENDS = ("generalized", "positional", "spring", "mjx")
 PLAYGROUND_IMPLS = ("jax", "warp")
 ACTIVATIONS = ("tanh", "relu", "elu", "gelu", "swish")
+TORSOS = ("auto", "mlp", "cnn")
 
 
 def fail(field: str, value: object, allowed: str) -> None:
@@ -171,6 +172,10 @@ class StaticFields:
     """Hidden layer sizes, shared by actor and critic (separate networks)."""
     activation: str = setting("tanh", OneOf(lambda: ACTIVATIONS))
     """Hidden activation: tanh | relu | elu | gelu | swish."""
+    torso: str = setting("auto", OneOf(lambda: TORSOS))
+    """What reads the observation before the hidden layers: cnn (the MinAtar paper's 3x3
+    conv with 16 channels and a 128-unit dense layer, ReLU; needs [H, W, C] observations),
+    mlp (observations of any rank flattened) or auto (cnn for [H, W, C], else mlp)."""
     normalize_obs: bool = setting(True, Flag())
     """Running mean/var observation normalisation, updated in-graph, saved with params."""
     anneal_lr: bool = setting(True, Flag())

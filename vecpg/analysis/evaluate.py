@@ -94,14 +94,15 @@ def play_episode(
 def _compiled_returns(c: StaticConfig):
     """(params [seeds], keys [episodes], deterministic) -> returns, lengths [seeds, episodes];
     cached on what the policy and env depend on, not on training-only settings."""
-    key = (c.env, c.backend, c.playground_impl, tuple(c.hidden), c.activation, c.normalize_obs)
+    key = (c.env, c.backend, c.playground_impl, tuple(c.hidden), c.activation, c.torso,
+           c.normalize_obs)  # fmt: skip
     return _compiled_returns_for(*key)
 
 
 @functools.lru_cache(maxsize=8)
-def _compiled_returns_for(env_name, backend, playground_impl, hidden, activation, normalize):
+def _compiled_returns_for(env_name, backend, playground_impl, hidden, activation, torso, normalize):
     env = make_env(env_name, backend, playground_impl)
-    agent = make_agent(env.spec, hidden, activation)
+    agent = make_agent(env.spec, hidden, activation, torso)
 
     def returns(params, keys, deterministic):
         one = functools.partial(

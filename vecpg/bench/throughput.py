@@ -230,7 +230,7 @@ def iteration_cost(cfg: TrainConfig, iterations: int, repeats: int) -> dict[str,
 def trust_region_cost(cfg: TrainConfig, repeats: int) -> dict[str, float]:
     """Seconds for grad(surrogate), one FVP and one CG solve on a batch of cfg's size."""
     spec = make_env_for(cfg).spec
-    agent = make_agent(spec, cfg.hidden, cfg.activation)
+    agent = make_agent(spec, cfg.hidden, cfg.activation, cfg.torso)
     params = init_agent_params(agent, jax.random.key(0)).actor
     n = cfg.batch_size
     obs = jax.random.normal(jax.random.key(1), (n, *spec.obs_shape))

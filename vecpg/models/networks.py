@@ -1,4 +1,6 @@
-"""Separate actor and critic MLPs with orthogonal initialisation."""
+"""Separate actor and critic networks with orthogonal initialisation: a torso reads the
+observation (flattened for the MLP, or a small conv net for [H, W, C] images), then the
+hidden layers and the head."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from vecpg.envs.protocol import EnvSpec
+from vecpg.errors import ConfigError
 from vecpg.models import obs_norm
 from vecpg.models.distributions import GaussianParams, distribution
 from vecpg.models.obs_norm import RunningStats, init_stats
@@ -73,18 +76,61 @@ class MLP(nn.Module):
         return nn.Dense(self.out_dim, kernel_init=orthogonal(self.out_gain))(x)
 
 
+def resolve_torso(torso: str, obs_shape: tuple[int, ...]) -> str:
+    """ "auto" -> "cnn" for image observations [H, W, C], else "mlp"; "cnn" needs them."""
+    if torso == "auto":
+        return "cnn" if len(obs_shape) == 3 else "mlp"
+    if torso == "cnn" and len(obs_shape) != 3:
+        raise ConfigError(
+            f"invalid torso='cnn': needs image observations [H, W, C]; this env's are "
+            f"{list(obs_shape)} (use --torso mlp or auto)"
+        )
+    return torso
+
+
+class Torso(nn.Module):
+    """obs [..., *obs_shape] -> features [..., F]. mlp: the observation flattened. cnn
+    (MinAtar paper): Conv 16 x 3x3, stride 1, ReLU, flattened, then Dense 128, ReLU."""
+
+    kind: str  # "mlp" | "cnn" (resolved)
+    obs_rank: int
+
+    @nn.compact
+    def __call__(self, obs: jax.Array) -> jax.Array:
+        lead = obs.shape[: obs.ndim - self.obs_rank]
+        if self.kind == "mlp":
+            return obs.reshape(*lead, -1)
+        x = obs.reshape(-1, *obs.shape[-3:])  # flax's Conv wants one batch axis
+        x = nn.relu(nn.Conv(16, (3, 3), padding="VALID", kernel_init=orthogonal_conv())(x))
+        x = x.reshape(*lead, -1)
+        return nn.relu(nn.Dense(128, kernel_init=orthogonal(np.sqrt(2.0)))(x))
+
+
+def orthogonal_conv() -> Callable:
+    """Orthogonal init (gain sqrt 2) for conv kernels [kh, kw, in, out], as a matrix."""
+    dense = orthogonal(np.sqrt(2.0))
+
+    def init(key: jax.Array, shape: tuple[int, ...], dtype=jnp.float32) -> jax.Array:
+        return dense(key, (int(np.prod(shape[:-1])), shape[-1]), dtype).reshape(shape)
+
+    return init
+
+
 class Actor(nn.Module):
-    """obs [..., obs_dim] -> distribution parameters (logits, or GaussianParams with a
+    """obs [..., *obs_shape] -> distribution parameters (logits, or GaussianParams with a
     state-independent log-std broadcast to the batch)."""
 
     hidden: tuple[int, ...]
     activation: str
     num_actions: int
     discrete: bool
+    torso: str = "mlp"  # resolved (see resolve_torso)
+    obs_rank: int = 1
 
     @nn.compact
     def __call__(self, obs: jax.Array) -> Any:
-        out = MLP(self.hidden, self.activation, self.num_actions, 0.01)(obs)
+        x = Torso(self.torso, self.obs_rank)(obs)
+        out = MLP(self.hidden, self.activation, self.num_actions, 0.01)(x)
         if self.discrete:
             return out
         log_std = self.param("log_std", nn.initializers.zeros, (self.num_actions,))
@@ -92,14 +138,17 @@ class Actor(nn.Module):
 
 
 class Critic(nn.Module):
-    """obs [..., obs_dim] -> value [...]."""
+    """obs [..., *obs_shape] -> value [...]."""
 
     hidden: tuple[int, ...]
     activation: str
+    torso: str = "mlp"
+    obs_rank: int = 1
 
     @nn.compact
     def __call__(self, obs: jax.Array) -> jax.Array:
-        return MLP(self.hidden, self.activation, 1, 1.0)(obs)[..., 0]
+        x = Torso(self.torso, self.obs_rank)(obs)
+        return MLP(self.hidden, self.activation, 1, 1.0)(x)[..., 0]
 
 
 @flax.struct.dataclass
@@ -123,10 +172,14 @@ class Agent(NamedTuple):
         return distribution(self.spec.discrete)
 
 
-def make_agent(spec: EnvSpec, hidden: tuple[int, ...], activation: str) -> Agent:
+def make_agent(
+    spec: EnvSpec, hidden: tuple[int, ...], activation: str, torso: str = "auto"
+) -> Agent:
+    """Actor and critic for `spec` (`torso`: auto | mlp | cnn, see `resolve_torso`)."""
+    kind, rank = resolve_torso(torso, tuple(spec.obs_shape)), len(spec.obs_shape)
     return Agent(
-        actor=Actor(tuple(hidden), activation, spec.num_actions, spec.discrete),
-        critic=Critic(tuple(hidden), activation),
+        actor=Actor(tuple(hidden), activation, spec.num_actions, spec.discrete, kind, rank),
+        critic=Critic(tuple(hidden), activation, kind, rank),
         spec=spec,
     )
 

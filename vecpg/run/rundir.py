@@ -168,7 +168,7 @@ class Results:
 
 
 def _params_template(config: TrainConfig, spec: EnvSpec, num_seeds: int) -> AgentParams:
-    agent = make_agent(spec, config.hidden, config.activation)
+    agent = make_agent(spec, config.hidden, config.activation, config.torso)
     one = init_agent_params(agent, jax.random.key(0))
     return jax.tree.map(lambda x: np.zeros((num_seeds, *x.shape), x.dtype), one)
 
@@ -328,7 +328,7 @@ class SavedPolicies(NamedTuple):
 
 def load_policies(run_dir: str | os.PathLike) -> SavedPolicies:
     res = load(run_dir)
-    agent = make_agent(res.spec, tuple(res.config.hidden), res.config.activation)
+    agent = make_agent(res.spec, tuple(res.config.hidden), res.config.activation, res.config.torso)
     return SavedPolicies(res, agent, jax.tree.map(jnp.asarray, res.params))
 
 

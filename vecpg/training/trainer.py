@@ -58,7 +58,7 @@ class Pieces(NamedTuple):
 
 def make_pieces(static: StaticConfig) -> Pieces:
     env = make_env_for(static)
-    agent = make_agent(env.spec, static.hidden, static.activation)
+    agent = make_agent(env.spec, static.hidden, static.activation, static.torso)
     return Pieces(static, env, agent, make_updater(static, agent))
 
 
