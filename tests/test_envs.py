@@ -187,3 +187,20 @@ def test_ppo_learns_catch_from_its_2d_observations():
     cfg = vecpg.TrainConfig(env="gymnax/Catch-bsuite", total_steps=200_000)
     res = vecpg.train(cfg, seeds=4)
     assert res.final_returns().mean() >= 0.8, res.final_returns()
+
+
+def test_recorded_specs_match_built_envs_and_envs_lists_without_building(monkeypatch, capsys):
+    from vecpg.cli import main
+    from vecpg.envs import catalog, registry
+
+    recorded = catalog.recorded_specs()
+    cheap = [n for n in recorded if n.startswith(("gymnax/", "tabular/"))]
+    assert len(cheap) >= 20
+    for name in [*cheap, "brax/inverted_pendulum"]:
+        assert make_env(name).spec == recorded[name], name
+    # `vecpg envs` reads the record: building any recorded env would fail here
+    monkeypatch.setattr(registry, "make_env", lambda *a, **k: 1 / 0)
+    monkeypatch.setattr(vecpg.envs, "make_env", lambda *a, **k: 1 / 0)
+    assert main(["envs", "--source", "all"]) == 0
+    out = capsys.readouterr().out
+    assert "Box(10, 10, 4)" in out and "brax/hopper" in out and "ZeroDivision" not in out

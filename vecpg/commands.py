@@ -152,6 +152,7 @@ def run_envs(cmd: EnvsCommand) -> int:
     from rich.table import Table
 
     from vecpg.envs import env_names, make_env
+    from vecpg.envs.catalog import recorded_specs
     from vecpg.envs.registry import PLAYGROUND_ROBOTS, SOURCES
 
     if cmd.source not in ("all", *SOURCES):
@@ -165,8 +166,14 @@ def run_envs(cmd: EnvsCommand) -> int:
         if name.removeprefix("playground/") in PLAYGROUND_ROBOTS:
             table.add_row(name, "-", "needs the Menagerie assets ($VECPG_MENAGERIE_PATH)", "-")
             continue
+        spec = recorded_specs().get(name)
         try:
-            spec = make_env(name, cmd.backend, cmd.playground_impl).spec
+            if name.startswith("playground/"):  # recorded, but is it installed here?
+                from vecpg.envs.playground_env import require_playground
+
+                require_playground(name)
+            if spec is None:  # not recorded (see vecpg.envs.catalog): build it
+                spec = make_env(name, cmd.backend, cmd.playground_impl).spec
         except ConfigError as e:  # e.g. the playground extra is not installed
             table.add_row(name, "-", f"unavailable: {str(e).split(': ', 1)[-1]}", "-")
             continue
