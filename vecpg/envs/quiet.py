@@ -10,11 +10,11 @@ backend is absent. Any other warning or output passes through.
 from __future__ import annotations
 
 import contextlib
-import io
 import sys
 import warnings
 from collections.abc import Iterator
-from typing import Any
+
+from vecpg.output import LineFilter
 
 KNOWN_WARNINGS: tuple[tuple[str, type[Warning]], ...] = (
     ("Brax System, piplines and environments are not actively being maintained", UserWarning),
@@ -24,27 +24,6 @@ KNOWN_WARNINGS: tuple[tuple[str, type[Warning]], ...] = (
 KNOWN_PRINTS = ("Failed to import warp:", "Failed to import mujoco_warp:")
 
 
-class _DropKnownLines(io.TextIOBase):
-    """A stdout that drops whole lines starting with one of KNOWN_PRINTS."""
-
-    def __init__(self, out: Any):
-        self.out, self.pending = out, ""
-
-    def write(self, text: str) -> int:
-        self.pending += text
-        while "\n" in self.pending:
-            line, self.pending = self.pending.split("\n", 1)
-            if not line.startswith(KNOWN_PRINTS):
-                self.out.write(line + "\n")
-        return len(text)
-
-    def flush(self) -> None:
-        if self.pending and not self.pending.startswith(KNOWN_PRINTS):
-            self.out.write(self.pending)
-        self.pending = ""
-        self.out.flush()
-
-
 @contextlib.contextmanager
 def third_party_quiet() -> Iterator[None]:
     """Silence KNOWN_WARNINGS and KNOWN_PRINTS while env code is imported, built or
@@ -52,7 +31,7 @@ def third_party_quiet() -> Iterator[None]:
     with warnings.catch_warnings():
         for message, category in KNOWN_WARNINGS:
             warnings.filterwarnings("ignore", message=message, category=category)
-        out = _DropKnownLines(sys.stdout)
+        out = LineFilter(sys.stdout, lambda line: not line.startswith(KNOWN_PRINTS))
         with contextlib.redirect_stdout(out):
             try:
                 yield

@@ -10,7 +10,6 @@ latest step: `latest_step` only sees finished ones.
 from __future__ import annotations
 
 import contextlib
-import io
 import logging
 import os
 import sys
@@ -22,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from vecpg.errors import ConfigError, RunFailed, disk_full, quoted
+from vecpg.output import LineFilter
 
 CHECKPOINT_DIR = "checkpoints"
 
@@ -29,25 +29,6 @@ CHECKPOINT_DIR = "checkpoints"
 class _Held:
     drop = False  # disk full: discard, and let only vecpg's lines through from now on
     discard = False  # discard what was held, then carry on as before
-
-
-class _VecpgLinesOnly(io.TextIOBase):
-    """A stderr that passes only vecpg's own lines (`vecpg: ...`)."""
-
-    def __init__(self, out: Any):
-        self.out, self.pending = out, ""
-
-    def write(self, text: str) -> int:
-        self.pending += text
-        while "\n" in self.pending:
-            line, self.pending = self.pending.split("\n", 1)
-            if line.startswith("vecpg:"):
-                self.out.write(line + "\n")
-                self.out.flush()
-        return len(text)
-
-    def flush(self) -> None:
-        self.out.flush()
 
 
 @contextlib.contextmanager
@@ -68,7 +49,9 @@ def stderr_held_back() -> Iterator[_Held]:
             if held.drop:
                 with open(os.devnull, "wb") as devnull:
                     os.dup2(devnull.fileno(), 2)
-                sys.stderr = _VecpgLinesOnly(os.fdopen(saved, "w"))
+                sys.stderr = LineFilter(
+                    os.fdopen(saved, "w"), lambda line: line.startswith("vecpg:"), flush_each=True
+                )
             else:
                 os.dup2(saved, 2)
                 os.close(saved)
@@ -152,10 +135,7 @@ class CheckpointStore:
                 empty = {k: tuple(v) for k, v in custom.get("empty_shapes", {}).items()}
             except Exception as e:
                 held.discard = True
-                raise ConfigError(
-                    f"invalid resume: checkpoint {path} cannot be read ({type(e).__name__}); "
-                    "remove it to resume from the one before, if any"
-                ) from None
+                raise unreadable(path, e) from None
             keys = sorted([*saved["state"], *empty])
             shapes = [empty[k] if k in empty else tuple(saved["state"][k].shape) for k in keys]
             if shapes != [tuple(x.shape) for x in like]:
@@ -176,10 +156,7 @@ class CheckpointStore:
                 tree = self._manager.restore(step, args=self._ocp.args.StandardRestore(target))
             except Exception as e:
                 held.discard = True
-                raise ConfigError(
-                    f"invalid resume: checkpoint {path} cannot be read ({type(e).__name__}); "
-                    "remove it to resume from the one before, if any"
-                ) from None
+                raise unreadable(path, e) from None
         leaves = [
             _zeros_like(x) if k in empty else tree["state"][k]
             for k, x in zip(keys, like, strict=True)
@@ -189,6 +166,13 @@ class CheckpointStore:
 
     def close(self) -> None:
         self._manager.close()
+
+
+def unreadable(path: str, e: Exception) -> ConfigError:
+    return ConfigError(
+        f"invalid resume: checkpoint {path} cannot be read ({type(e).__name__}); "
+        "remove it to resume from the one before, if any"
+    )
 
 
 def _zeros_like(x: Any) -> Any:
