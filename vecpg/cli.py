@@ -261,6 +261,24 @@ def print_final_table(summary: dict) -> None:
         )
 
 
+def algo_defaults(flags: type, args: list[str]) -> Any:
+    """For train and sweep: the command with `--algo`'s own defaults (vecpg.algos.DEFAULTS)
+    in place of the shared ones, so that flags given still win; None otherwise."""
+    from vecpg.algos import DEFAULTS
+
+    if flags not in (TrainCommand, SweepCommand):
+        return None
+    algo = None
+    for i, arg in enumerate(args):
+        if arg == "--algo" and i + 1 < len(args):
+            algo = args[i + 1]
+        elif arg.startswith("--algo="):
+            algo = arg.split("=", 1)[1]
+    if algo not in DEFAULTS:
+        return None
+    return flags(algo=algo, **DEFAULTS[algo])
+
+
 # name -> (flags, runner): one table serves parsing and dispatch.
 COMMANDS: dict[str, tuple[type, Callable[[Any], int]]] = {
     "train": (TrainCommand, run_train),
@@ -285,7 +303,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if argv[0] in COMMANDS:  # parsed alone, so errors point to `vecpg <command> --help`
             flags, runner = COMMANDS[argv[0]]
-            return runner(tyro.cli(flags, args=argv[1:], prog=f"vecpg {argv[0]}"))
+            default = algo_defaults(flags, argv[1:])
+            return runner(tyro.cli(flags, args=argv[1:], prog=f"vecpg {argv[0]}", default=default))
         tyro.extras.subcommand_cli_from_dict(
             {name: flags for name, (flags, _) in COMMANDS.items()}, args=argv, prog="vecpg"
         )

@@ -263,6 +263,15 @@ class TrainConfig(TracedFields, StaticFields):
     def __post_init__(self) -> None:
         validate(self)
 
+    @classmethod
+    def for_algo(cls, algo: str, **overrides: Any) -> TrainConfig:
+        """`algo`'s own defaults (`vecpg.algos.DEFAULTS`; today only a2c differs from the
+        shared, PPO-derived ones), then `overrides`. `TrainConfig(algo=...)` itself takes
+        the shared defaults as written."""
+        from vecpg.algos import DEFAULTS
+
+        return cls(**{"algo": algo, **DEFAULTS.get(algo, {}), **overrides})
+
     def static(self) -> StaticConfig:
         fields = {name: getattr(self, name) for name in STATIC_FIELDS}
         return StaticConfig(**{**fields, "hidden": tuple(self.hidden)})

@@ -4,7 +4,7 @@ algorithm names is this registry's keys."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from vecpg.algos import a2c, penalty, ppo, trust_region
 from vecpg.algos.base import Batch, Updater
@@ -23,9 +23,14 @@ REGISTRY: dict[str, Callable[[StaticConfig, Agent], Updater]] = {
 }
 
 
+# Per-algorithm defaults: TrainConfig fields that differ from the shared defaults (which
+# are PPO's). The CLI applies them unless the flag is given; `TrainConfig.for_algo` too.
+DEFAULTS: dict[str, dict[str, Any]] = {"a2c": a2c.DEFAULTS}
+
+
 def make_updater(static: StaticConfig, agent: Agent) -> Updater:
     """The (init, update) pair of `static.algo` (validated against REGISTRY already)."""
     return REGISTRY[static.algo](static, agent)
 
 
-__all__ = ["Batch", "REGISTRY", "Updater", "make_updater"]
+__all__ = ["Batch", "DEFAULTS", "REGISTRY", "Updater", "make_updater"]

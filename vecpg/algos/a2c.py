@@ -1,13 +1,17 @@
 """A2C: the vanilla policy gradient with a GAE baseline, one full-batch step per batch:
 
 minimise  -E[log pi(a|s) A] + vf_coef (V - R)^2 - ent_coef H
+
+A2C's own defaults (DEFAULTS, as stable-baselines3's A2C): many small batches, 16 envs x 5
+steps, at learning rate 7e-4. PPO's 8 x 128 batch gave a2c one step per 1024 samples,
+488 updates in 500k steps: CartPole IQM 131 and inverted_pendulum 14.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
@@ -19,6 +23,9 @@ from vecpg.models.networks import Agent, AgentParams
 
 if TYPE_CHECKING:
     from vecpg.config import HParams, StaticConfig
+
+
+DEFAULTS: dict[str, Any] = {"num_envs": 16, "num_steps": 5, "learning_rate": 7e-4}
 
 
 def pg_loss(nets: Nets, agent: Agent, b: Batch, hp: HParams) -> tuple[jax.Array, Metrics]:
