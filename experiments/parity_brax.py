@@ -20,6 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import jax
 import numpy as np
 
 import vecpg
@@ -62,6 +63,9 @@ def run_env(env: str, settings: dict, seeds: list[int], scale: float) -> dict:
         out = brax_ppo(cfg, total, EVAL_EPISODES, seed=s)
         brax_final.append(out["eval_return"])
         brax_s += out["wall_s"]
+        # Brax PPO recompiles per call; its executables piled up until LLVM ran out of
+        # memory (first full run, 2-core box with 24 GiB, next to CI). Untested fix:
+        jax.clear_caches()
     return {
         "env": env,
         "settings": {**cfg.to_dict()},
