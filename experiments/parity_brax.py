@@ -58,7 +58,7 @@ def run_env(env: str, settings: dict, seeds: list[int], scale: float) -> dict:
         ev = evaluate(Path(d) / "run", episodes=EVAL_EPISODES, seed=1000)
     vecpg_final = ev.deterministic.mean(axis=1)  # [seeds]
     vecpg_s = time.perf_counter() - t0
-    brax_final, brax_curves, brax_s = [], [], 0.0
+    brax_final, brax_s = [], 0.0
     for s in seeds:
         out = brax_ppo(cfg, total, EVAL_EPISODES, seed=s)
         brax_final.append(out["eval_return"])
@@ -76,7 +76,6 @@ def run_env(env: str, settings: dict, seeds: list[int], scale: float) -> dict:
         "vecpg_curve_steps": res.metrics["env_steps"][0].tolist(),
         "vecpg_curve": res.metrics["episode_return"].tolist(),
         "wall_s": {"vecpg_train_and_eval": vecpg_s, "brax_all_seeds": brax_s},
-        "brax_curves": brax_curves,
     }
 
 

@@ -220,9 +220,11 @@ def finish(call: Callable[[], Results | SweepResults], out: Path, command: str) 
                 flush=True,
             )
         return 130
-    import jax
+    from vecpg.run import distributed
 
-    if jax.process_index() > 0:  # results are process 0's to show and write
+    if not distributed.is_writer():  # results are process 0's to show and write
+        import jax
+
         print(f"vecpg: process {jax.process_index()} of {jax.process_count()} done; "
               f"process 0 wrote {out}/", flush=True)  # fmt: skip
         return 0

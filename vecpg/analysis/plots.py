@@ -44,7 +44,9 @@ def plot_curves(metrics: dict[str, np.ndarray], path: Path, title: str = "") -> 
 
 def plot_ranking(ranking: list[dict], path: Path, title: str = "") -> None:
     """IQM of final return per grid point with its 95% CI, best first."""
-    names = [k for k in ranking[0] if k not in ("iqm", "iqm_ci95", "mean", "diverged_seeds")]
+    from vecpg.run.rundir import grid_fields
+
+    names = grid_fields(ranking[0])
     intervals = {
         ", ".join(f"{n}={r[n]:g}" for n in names): (r["iqm"], *r["iqm_ci95"]) for r in ranking
     }

@@ -49,13 +49,14 @@ def gram_schmidt(a: jax.Array) -> jax.Array:
 
 
 def orthogonal(scale: float) -> Callable:
-    """Orthogonal initialiser for 2-D kernels [in, out], scaled by `scale`."""
+    """Orthogonal initialiser scaled by `scale`, for dense kernels [in, out] and conv
+    kernels [kh, kw, in, out] (as the matrix [kh * kw * in, out])."""
 
     def init(key: jax.Array, shape: tuple[int, ...], dtype=jnp.float32) -> jax.Array:
-        n_in, n_out = shape
+        n_in, n_out = int(np.prod(shape[:-1])), shape[-1]
         a = jax.random.normal(key, (max(n_in, n_out), min(n_in, n_out)), dtype)
         q = gram_schmidt(a)
-        return scale * (q if n_in >= n_out else q.T)
+        return scale * (q if n_in >= n_out else q.T).reshape(shape)
 
     return init
 
@@ -101,19 +102,9 @@ class Torso(nn.Module):
         if self.kind == "mlp":
             return obs.reshape(*lead, -1)
         x = obs.reshape(-1, *obs.shape[-3:])  # flax's Conv wants one batch axis
-        x = nn.relu(nn.Conv(16, (3, 3), padding="VALID", kernel_init=orthogonal_conv())(x))
+        x = nn.relu(nn.Conv(16, (3, 3), padding="VALID", kernel_init=orthogonal(np.sqrt(2.0)))(x))
         x = x.reshape(*lead, -1)
         return nn.relu(nn.Dense(128, kernel_init=orthogonal(np.sqrt(2.0)))(x))
-
-
-def orthogonal_conv() -> Callable:
-    """Orthogonal init (gain sqrt 2) for conv kernels [kh, kw, in, out], as a matrix."""
-    dense = orthogonal(np.sqrt(2.0))
-
-    def init(key: jax.Array, shape: tuple[int, ...], dtype=jnp.float32) -> jax.Array:
-        return dense(key, (int(np.prod(shape[:-1])), shape[-1]), dtype).reshape(shape)
-
-    return init
 
 
 class Actor(nn.Module):

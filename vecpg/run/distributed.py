@@ -157,10 +157,7 @@ def join(cluster: Cluster | None) -> None:
     joined.set()
     deadline.cancel()
     _State.cluster = dataclasses.replace(
-        cluster,
-        coordinator_address=cluster.coordinator_address,
-        num_processes=jax.process_count(),
-        process_id=jax.process_index(),
+        cluster, num_processes=jax.process_count(), process_id=jax.process_index()
     )
     _State.watchdog = Watchdog(cluster.heartbeat_timeout)
     _State.watchdog.start()

@@ -39,7 +39,7 @@ from vecpg.run.files import (
 )
 
 FINAL_FRACTION = 0.1  # final return = mean episode_return over the last 10% of iterations
-DIVERGED_SCORING = "a diverged seed scores the lowest final return of any seed in the run"
+DIVERGED_SCORING = "a diverged seed scores the lowest final return of any seed in the {}"
 
 
 def final_returns(episode_return: np.ndarray) -> np.ndarray:
@@ -126,7 +126,7 @@ class Results:
         return {s: int(i) for s, i in zip(self.seeds, at, strict=True) if i >= 0}
 
     def summary(self) -> dict[str, Any]:
-        final = self.final_returns()
+        final, diverged = self.final_returns(), self.diverged()
         mean, lo, hi = mean_ci95(final)
         iterations = self.iterations_run or self.config.num_iterations
         steps = iterations * self.config.batch_size * len(self.seeds)
@@ -144,9 +144,9 @@ class Results:
             "iterations_timed": iterations,
             "num_devices": self.num_devices,
             "nonfinite_total": int(self.metrics["nonfinite"].sum()),
-            "diverged_seeds": sorted(self.diverged()),
-            "diverged_at_iteration": {str(s): i for s, i in self.diverged().items()},
-            "diverged_scoring": DIVERGED_SCORING,
+            "diverged_seeds": sorted(diverged),
+            "diverged_at_iteration": {str(s): i for s, i in diverged.items()},
+            "diverged_scoring": DIVERGED_SCORING.format("run"),
         }
 
     def save(
@@ -243,7 +243,7 @@ class SweepResults:
             "run_s": self.run_s,
             "num_devices": self.num_devices,
             "num_calls": self.num_calls,
-            "diverged_scoring": DIVERGED_SCORING.replace("the run", "the sweep"),
+            "diverged_scoring": DIVERGED_SCORING.format("sweep"),
         }
 
     def save(
