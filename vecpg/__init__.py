@@ -1,5 +1,11 @@
 """vecpg: advanced policy-gradient methods with the whole loop in one jitted JAX function."""
 
+from vecpg import cores
+
+cores.use_all_cores()  # before anything starts JAX
+
+# ruff: noqa: E402
+
 from vecpg.analysis import stats
 from vecpg.config import HParams, StaticConfig, TrainConfig
 from vecpg.errors import ConfigError
