@@ -42,6 +42,34 @@ def test_bench_quick_writes_positive_finite_numbers(tmp_path, capsys):
     assert "one TRPO iteration" in md and "raw env ceiling" in md and "Seeds scaling" in md
 
 
+def test_bench_gpu_preset_and_a_report_cut_short():
+    """`--preset gpu` sets the issue's GPU table; a run killed after its first section
+    still renders (bench.json is written after every section)."""
+    from vecpg.bench import report
+    from vecpg.bench.plan import BenchPlan
+
+    plan = BenchPlan(preset="gpu", out="x").resolved()
+    assert (plan.env, plan.backend, plan.num_envs, plan.num_steps) == (
+        "brax/hopper",
+        "positional",
+        2048,
+        32,
+    )
+    assert (plan.update_epochs, plan.num_minibatches, plan.many_seeds) == (4, 4, 1024)
+    assert plan.scaling_seeds == (1, 16, 64, 256) and plan.out == "x" and not plan.detail
+    settings = {"env": "brax/hopper", "backend": "positional", "num_envs": 2048,
+                "num_steps": 32, "batch": 65536, "update_epochs": 4, "num_minibatches": 4,
+                "hidden": [64, 64], "cg_iters": 10, "repeats": 3, "iterations": 10}  # fmt: skip
+    first = {"compile_s": 1.0, "env_steps_per_s": 100.0, "iteration_s": 2.0}
+    cut = {"machine": "GPU: X", "jax": "0", "settings": settings,
+           "ceiling": {"compile_s": 1.0, "env_steps_per_s": 200.0},
+           "iteration": {"ppo": first, "trpo": first}, "over_ceiling": {"ppo": 0.5, "trpo": 0.5},
+           "trpo_over_ppo_iteration": 1.0}  # fmt: skip
+    md = report.to_markdown(cut)
+    assert "update-to-data ratio 16 gradient steps per batch" in md
+    assert "| vecpg ppo (rollout + GAE + update) | 1.0 | 100 | 0.50x |" in md
+
+
 def test_brax_device_put_replicated_shim_is_scoped():
     import jax
     import jax.numpy as jnp

@@ -126,7 +126,7 @@ def run_bench_cmd(cmd: BenchPlan) -> int:
     from vecpg.bench.runner import run_bench
 
     plan = cmd.resolved()
-    result = run_bench(plan)
+    result = run_bench(plan, saved=lambda r: report.save(r, Path(plan.out)))
     report.check_result(result)
     report.save(result, Path(plan.out))
     print(report.to_markdown(result))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Annotated
+from typing import Annotated, Literal
 
 import tyro
 
@@ -11,6 +11,27 @@ from vecpg.config import TrainConfig
 from vecpg.errors import ConfigError
 
 DEFAULT_SCALING_SEEDS = (1, 8, 32, 128)
+# `vecpg bench --preset gpu`: the issue-14 GPU table, sized to fit a 10-minute command.
+GPU_PRESET = dict(
+    env="brax/hopper",
+    backend="positional",
+    num_envs=2048,
+    num_steps=32,
+    update_epochs=4,
+    num_minibatches=4,
+    iterations=10,
+    repeats=3,
+    peer_steps=4_194_304,
+    scaling=True,
+    scaling_seeds=(1, 16, 64, 256),
+    scaling_env="brax/hopper",
+    scaling_envs=128,
+    scaling_steps=32,
+    logging_runs=0,
+    detail=False,
+    many_seeds=1024,
+)
+MANY_SEEDS_CONFIG = TrainConfig(total_steps=500_000)  # CartPole, vecpg's ppo defaults
 VMAP_CONFIG = TrainConfig(total_steps=49_152)  # --vmap-runs: CartPole, 48 iterations of 8 x 128
 
 
@@ -27,6 +48,10 @@ class BenchPlan:
     """Parallel environments."""
     num_steps: int = 64
     """Rollout length (batch = num_envs * num_steps)."""
+    update_epochs: int = 4
+    """PPO epochs per batch."""
+    num_minibatches: int = 4
+    """Minibatches per epoch (update-to-data ratio = epochs x minibatches)."""
     iterations: int = 10
     """Training iterations per timed call."""
     repeats: int = 3
@@ -45,22 +70,32 @@ class BenchPlan:
     """Rollout length per seed in the seeds-scaling table."""
     logging_runs: int = 8
     """Seeds for the host-callback / W&B overhead measurement (0: skip)."""
+    detail: bool = True
+    """Time the phases of one iteration and the trust-region pieces."""
+    many_seeds: int = 0
+    """Also train this many CartPole ppo seeds x 500k steps in one call (0: skip)."""
     vmap_runs: int = 0
     """Also time this many CartPole runs as one vmapped call vs one by one (0: skip)."""
     quick: bool = False
     """Tiny settings for a smoke test (gymnax CartPole, small batch, no peers)."""
+    preset: Literal["none", "gpu"] = "none"
+    """gpu: the GPU table (hopper 2048 x 32 with 4 x 4 minibatches, Brax PPO at 4.2M
+    steps, hopper seeds scaling 1/16/64/256, 1024 CartPole seeds); it sets those fields."""
     out: str = "bench"
     """Directory for bench.json and bench.md."""
 
     def resolved(self) -> BenchPlan:
-        """The plan to run: checked (one line per bad flag), `--quick` applied."""
+        """The plan to run: checked (one line per bad flag), `--preset` / `--quick` applied."""
+        if self.preset == "gpu":
+            return dataclasses.replace(self, **GPU_PRESET, preset="none").resolved()
         TrainConfig(env=self.env, backend=self.backend)  # env and backend, before compiling
         TrainConfig(env=self.scaling_env)
-        for name in ("num_envs", "num_steps", "iterations", "repeats"):
+        for name in ("num_envs", "num_steps", "iterations", "repeats", "update_epochs",
+                     "num_minibatches"):  # fmt: skip
             _at_least(name, getattr(self, name), 1)
         for name in ("scaling_envs", "scaling_steps"):
             _at_least(name, getattr(self, name), 1)
-        for name in ("peer_steps", "logging_runs", "vmap_runs"):
+        for name in ("peer_steps", "logging_runs", "vmap_runs", "many_seeds"):
             _at_least(name, getattr(self, name), 0)
         if any(not isinstance(n, int) or n < 1 for n in self.scaling_seeds):
             raise ConfigError(
@@ -83,6 +118,8 @@ class BenchPlan:
             scaling_envs=4,
             scaling_steps=32,
             logging_runs=2,
+            update_epochs=2,
+            num_minibatches=2,
         )
 
     def base(self) -> TrainConfig:
@@ -93,6 +130,8 @@ class BenchPlan:
             num_envs=self.num_envs,
             num_steps=self.num_steps,
             total_steps=self.iterations * self.num_envs * self.num_steps,
+            update_epochs=self.update_epochs,
+            num_minibatches=self.num_minibatches,
             hidden=(64, 64),
         )
 

@@ -19,50 +19,23 @@ def physics(env: str, settings: dict[str, Any]) -> str:
 
 
 def to_markdown(r: dict[str, Any]) -> str:
-    s, tr, it = r["settings"], r["trust_region_cost"], r["iteration"]
+    """The tables of whatever sections `r` holds (a run cut short keeps its first ones)."""
+    s = r["settings"]
     lines = [
-        f"Machine: {r['machine']}; jax {r['jax']}. Env {s['env']}{physics(s['env'], s)}, "
+        f"Machine: {r['machine']}; jax {r['jax']}; {r.get('num_devices', 1)} device(s). "
+        f"Env {s['env']}{physics(s['env'], s)}, "
         f"{s['num_envs']} envs x {s['num_steps']} steps = batch {s['batch']}, "
-        f"{s['update_epochs']} epochs x {s['num_minibatches']} minibatches, hidden "
+        f"{s['update_epochs']} epochs x {s['num_minibatches']} minibatches "
+        f"(update-to-data ratio {update_to_data(s):g} gradient steps per batch), hidden "
         f"{tuple(s['hidden'])}, {s['cg_iters']} CG iterations; medians of {s['repeats']} runs; "
         f"{s['iterations']} iterations per timed call, one lane per device.",
-        "",
-        "| program | compile (s) | env steps/s | vs ceiling |",
-        "|---|---|---|---|",
-        f"| raw env ceiling (scan of vmapped step, random actions) | "
-        f"{r['ceiling']['compile_s']:.1f} | {r['ceiling']['env_steps_per_s']:,.0f} | 1.00x |",
     ]
-    for algo, v in it.items():
-        lines.append(
-            f"| vecpg {algo} (rollout + GAE + update) | {v['compile_s']:.1f} "
-            f"| {v['env_steps_per_s']:,.0f} | {r['over_ceiling'][algo]:.2f}x |"
-        )
-    lines += [
-        "",
-        "| quantity | time | multiple |",
-        "|---|---|---|",
-        f"| policy-gradient evaluation | {tr['pg_s'] * 1e3:.2f} ms | 1.00x |",
-        f"| one Fisher-vector product | {tr['fvp_s'] * 1e3:.2f} ms | {tr['fvp_over_pg']:.2f}x |",
-        f"| one CG solve | {tr['cg_s'] * 1e3:.2f} ms | {tr['cg_over_pg']:.2f}x |",
-        f"| one PPO iteration | {it['ppo']['iteration_s'] * 1e3:.1f} ms | 1.00x |",
-        f"| one TRPO iteration | {it['trpo']['iteration_s'] * 1e3:.1f} ms "
-        f"| {r['trpo_over_ppo_iteration']:.2f}x |",
-    ]
-    lines += [
-        "",
-        "Phases of one iteration, each jitted on its own (one lane):",
-        "",
-        "| algo | rollout (ms) | values + GAE (ms) | update (ms) | sum (ms) "
-        "| fused iteration (ms) |",
-        "|---|---|---|---|---|---|",
-    ]
-    for algo, ph in r["phases"].items():
-        total = ph["rollout_s"] + ph["batch_gae_s"] + ph["update_s"]
-        lines.append(
-            f"| {algo} | {ph['rollout_s'] * 1e3:.1f} | {ph['batch_gae_s'] * 1e3:.1f} "
-            f"| {ph['update_s'] * 1e3:.1f} | {total * 1e3:.1f} "
-            f"| {it[algo]['iteration_s'] * 1e3:.1f} |"
-        )
+    if "iteration" in r:
+        lines += iteration_markdown(r)
+    if "trust_region_cost" in r:
+        lines += trust_region_markdown(r)
+    if "phases" in r:
+        lines += phases_markdown(r)
     lines += peers_markdown(r)
     if "seeds_scaling" in r:
         lines += seeds_markdown(r)
@@ -83,9 +56,76 @@ def to_markdown(r: dict[str, Any]) -> str:
                 f"| {o['callback_no_sink_s']:.2f} | {o['wandb_offline_s']:.2f} "
                 f"| {o['wandb_over_no_callback']:.3f}x | {o['wandb_finish_s']:.2f} |"
             )
+    if "many_seeds" in r:
+        lines += many_seeds_markdown(r["many_seeds"])
     if "vmap_vs_loop" in r:
         lines += ["", vmap_markdown(r["vmap_vs_loop"], VMAP_CONFIG)]
     return "\n".join(lines) + "\n"
+
+
+def update_to_data(s: dict[str, Any]) -> int:
+    """Gradient steps per collected batch: epochs x minibatches (ppo)."""
+    return int(s["update_epochs"]) * int(s["num_minibatches"])
+
+
+def iteration_markdown(r: dict[str, Any]) -> list[str]:
+    lines = [
+        "",
+        "| program | compile (s) | env steps/s | vs ceiling |",
+        "|---|---|---|---|",
+        f"| raw env ceiling (scan of vmapped step, random actions) | "
+        f"{r['ceiling']['compile_s']:.1f} | {r['ceiling']['env_steps_per_s']:,.0f} | 1.00x |",
+    ]
+    for algo, v in r["iteration"].items():
+        lines.append(
+            f"| vecpg {algo} (rollout + GAE + update) | {v['compile_s']:.1f} "
+            f"| {v['env_steps_per_s']:,.0f} | {r['over_ceiling'][algo]:.2f}x |"
+        )
+    return lines
+
+
+def trust_region_markdown(r: dict[str, Any]) -> list[str]:
+    tr, it = r["trust_region_cost"], r["iteration"]
+    return [
+        "",
+        "| quantity | time | multiple |",
+        "|---|---|---|",
+        f"| policy-gradient evaluation | {tr['pg_s'] * 1e3:.2f} ms | 1.00x |",
+        f"| one Fisher-vector product | {tr['fvp_s'] * 1e3:.2f} ms | {tr['fvp_over_pg']:.2f}x |",
+        f"| one CG solve | {tr['cg_s'] * 1e3:.2f} ms | {tr['cg_over_pg']:.2f}x |",
+        f"| one PPO iteration | {it['ppo']['iteration_s'] * 1e3:.1f} ms | 1.00x |",
+        f"| one TRPO iteration | {it['trpo']['iteration_s'] * 1e3:.1f} ms "
+        f"| {r['trpo_over_ppo_iteration']:.2f}x |",
+    ]
+
+
+def phases_markdown(r: dict[str, Any]) -> list[str]:
+    lines = [
+        "",
+        "Phases of one iteration, each jitted on its own (one lane):",
+        "",
+        "| algo | rollout (ms) | values + GAE (ms) | update (ms) | sum (ms) "
+        "| fused iteration (ms) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for algo, ph in r["phases"].items():
+        total = ph["rollout_s"] + ph["batch_gae_s"] + ph["update_s"]
+        lines.append(
+            f"| {algo} | {ph['rollout_s'] * 1e3:.1f} | {ph['batch_gae_s'] * 1e3:.1f} "
+            f"| {ph['update_s'] * 1e3:.1f} | {total * 1e3:.1f} "
+            f"| {r['iteration'][algo]['iteration_s'] * 1e3:.1f} |"
+        )
+    return lines
+
+
+def many_seeds_markdown(m: dict[str, Any]) -> list[str]:
+    return [
+        "",
+        f"{m['seeds']} seeds of ppo on {m['env']} x {m['steps_per_seed']:,} steps each, one "
+        f"`vecpg.train` call: wall {m['wall_s']:.1f} s (compile {m['compile_s']:.1f} s), "
+        f"{m['env_steps_per_s']:,.0f} env steps/s while running, {m['solved']} of "
+        f"{m['seeds']} seeds with a final return >= {m['solved_at']:g}.",
+    ]
 
 
 def seeds_markdown(r: dict[str, Any]) -> list[str]:

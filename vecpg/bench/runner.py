@@ -10,16 +10,22 @@ from typing import Any
 import jax
 
 from vecpg.bench import peers, throughput
-from vecpg.bench.plan import VMAP_CONFIG, BenchPlan
+from vecpg.bench.plan import MANY_SEEDS_CONFIG, VMAP_CONFIG, BenchPlan
 from vecpg.bench.timing import machine
 
 
-def run_bench(plan: BenchPlan, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Every section of a resolved plan, side by side in this process."""
+def run_bench(
+    plan: BenchPlan,
+    log: Callable[[str], None] = print,
+    saved: Callable[[dict[str, Any]], None] = lambda r: None,
+) -> dict[str, Any]:
+    """Every section of a resolved plan, side by side in this process. `saved(result)`
+    is called after each section, so a run cut short keeps what it measured."""
     base = plan.base()
     result: dict[str, Any] = {
         "machine": machine(),
         "jax": jax.__version__,
+        "num_devices": jax.device_count(),
         "settings": {
             **dataclasses.asdict(plan),
             "batch": base.batch_size,
@@ -30,27 +36,30 @@ def run_bench(plan: BenchPlan, log: Callable[[str], None] = print) -> dict[str, 
         },
     }
     log("bench: env ceiling")
-    result["ceiling"] = throughput.env_ceiling(base, plan.iterations, plan.repeats)
-    result["iteration"] = {}
+    ceiling = throughput.env_ceiling(base, plan.iterations, plan.repeats)
+    it = {}
     for algo in ("ppo", "trpo"):
         log(f"bench: {algo} iterations")
         cfg = dataclasses.replace(base, algo=algo)
-        result["iteration"][algo] = throughput.iteration_cost(cfg, plan.iterations, plan.repeats)
-    it = result["iteration"]
-    ceiling = result["ceiling"]["env_steps_per_s"]
-    result["over_ceiling"] = {a: it[a]["env_steps_per_s"] / ceiling for a in it}
+        it[algo] = throughput.iteration_cost(cfg, plan.iterations, plan.repeats)
+    result["ceiling"], result["iteration"] = ceiling, it
+    result["over_ceiling"] = {a: it[a]["env_steps_per_s"] / ceiling["env_steps_per_s"] for a in it}
     result["trpo_over_ppo_iteration"] = it["trpo"]["iteration_s"] / it["ppo"]["iteration_s"]
-    log("bench: phases of one iteration")
-    result["phases"] = {
-        a: throughput.phase_timings(dataclasses.replace(base, algo=a), plan.repeats * 3)
-        for a in ("ppo", "trpo")
-    }
-    log("bench: trust-region pieces")
-    repeats = max(5, 5 * plan.repeats)
-    result["trust_region_cost"] = throughput.trust_region_cost(base, repeats=repeats)
+    saved(result)
+    if plan.detail:
+        log("bench: phases of one iteration")
+        result["phases"] = {
+            a: throughput.phase_timings(dataclasses.replace(base, algo=a), plan.repeats * 3)
+            for a in ("ppo", "trpo")
+        }
+        log("bench: trust-region pieces")
+        repeats = max(5, 5 * plan.repeats)
+        result["trust_region_cost"] = throughput.trust_region_cost(base, repeats=repeats)
+        saved(result)
     if plan.peer_steps and base.env.startswith("brax/"):
         log(f"bench: Brax PPO vs vecpg ppo, {plan.peer_steps:,} steps each")
         result["brax_ppo"] = peers.peer_comparison(base, plan.peer_steps)
+        saved(result)
     if plan.peer_steps:
         log("bench: rejax PPO vs vecpg ppo on CartPole")
         result["rejax_ppo"] = peers.rejax_comparison(plan.peer_steps)
@@ -58,8 +67,13 @@ def run_bench(plan: BenchPlan, log: Callable[[str], None] = print) -> dict[str, 
     if plan.scaling_seeds:
         log("bench: seeds scaling")
         result["seeds_scaling"] = throughput.seeds_scaling(
-            scale_cfg, plan.scaling_seeds, plan.repeats
+            scale_cfg, plan.scaling_seeds, plan.repeats, lambda rows: saved(result)
         )
+        saved(result)
+    if plan.many_seeds:
+        log(f"bench: {plan.many_seeds} CartPole seeds in one call")
+        result["many_seeds"] = throughput.many_seeds(MANY_SEEDS_CONFIG, plan.many_seeds)
+        saved(result)
     if plan.vmap_runs:
         log("bench: vmapped runs vs one by one")
         result["vmap_vs_loop"] = throughput.vmap_vs_loop(VMAP_CONFIG, plan.vmap_runs)

@@ -9,6 +9,7 @@ import dataclasses
 import functools
 import tempfile
 import time
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -109,8 +110,14 @@ def device_peak_bytes() -> int | None:
     return int(stats["peak_bytes_in_use"]) if stats and "peak_bytes_in_use" in stats else None
 
 
-def seeds_scaling(cfg: TrainConfig, seed_counts: tuple[int, ...], repeats: int) -> list[dict]:
-    """Total env steps/s, compile time and memory of one vmapped call per seed count."""
+def seeds_scaling(
+    cfg: TrainConfig,
+    seed_counts: tuple[int, ...],
+    repeats: int,
+    row_done: Callable[[list[dict]], None] = lambda rows: None,
+) -> list[dict]:
+    """Total env steps/s, compile time and memory of one vmapped call per seed count;
+    `row_done(rows)` after each count (rows grows in place)."""
     rows: list[dict[str, Any]] = []
     for n in seed_counts:
         args = lane_inputs(cfg, n)
@@ -130,10 +137,30 @@ def seeds_scaling(cfg: TrainConfig, seed_counts: tuple[int, ...], repeats: int) 
             }
         )
         compiled_train.cache_clear()  # each seed count is its own program anyway
-    base = rows[0]["env_steps_per_s"]
-    for r in rows:
-        r["over_one_seed"] = r["env_steps_per_s"] / base
+        rows[-1]["over_one_seed"] = rows[-1]["env_steps_per_s"] / rows[0]["env_steps_per_s"]
+        row_done(rows)
     return rows
+
+
+def many_seeds(cfg: TrainConfig, num_seeds: int, solved_at: float = 475.0) -> dict[str, Any]:
+    """`num_seeds` seeds of cfg in one `vecpg.train` call: wall time (compile included),
+    env steps/s while running, and how many seeds end at or above `solved_at`."""
+    from vecpg.run.api import train
+
+    t0 = time.perf_counter()
+    res = train(cfg, seeds=num_seeds)
+    wall_s = time.perf_counter() - t0
+    final = res.metrics["episode_return"][:, -1]
+    return {
+        "env": cfg.env,
+        "seeds": num_seeds,
+        "steps_per_seed": int(res.metrics["env_steps"][0, -1]),
+        "wall_s": wall_s,
+        "compile_s": res.compile_s,
+        "env_steps_per_s": float(res.summary()["env_steps_per_s"]),
+        "solved_at": solved_at,
+        "solved": int(np.sum(final >= solved_at)),
+    }
 
 
 def logging_overhead(cfg: TrainConfig, num_runs: int, repeats: int) -> dict[str, Any]:
