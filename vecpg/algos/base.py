@@ -12,6 +12,7 @@ import optax
 from jax.typing import ArrayLike
 
 from vecpg.models.networks import Agent, AgentParams
+from vecpg.training.sharding import split_envs
 
 if TYPE_CHECKING:
     from vecpg.config import HParams, StaticConfig
@@ -116,7 +117,8 @@ def minibatch_epochs(
         mbs = jax.tree.map(
             lambda x: x[perm].reshape(num_minibatches, n // num_minibatches, *x.shape[1:]), batch
         )
-        return jax.lax.scan(step_fn, c, mbs)
+        # each device takes its share of every minibatch; GSPMD sums the gradients
+        return jax.lax.scan(step_fn, c, split_envs(mbs, axis=1))
 
     carry, metrics = jax.lax.scan(epoch, carry, jax.random.split(key, num_epochs))
     return carry, jax.tree.map(jnp.mean, metrics)

@@ -102,7 +102,7 @@ def execute(
     asks for them), feeding progress and W&B. A first Ctrl-C stops the run at the next
     progress flush (TrainingInterrupted); a second aborts (see `vecpg.run.interrupt`)."""
     seeds, hparams = launch.lanes(config)
-    plan = plan_lanes(seeds, hparams, launch.max_runs_per_call)
+    plan = plan_lanes(seeds, hparams, launch.max_runs_per_call, config.num_envs)
     total_steps = config.num_iterations * config.batch_size
     progress = progress and distributed.is_writer()
     reporter = ProgressReporter(plan.num_lanes, total_steps) if progress else None

@@ -25,6 +25,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from vecpg.config import HPARAM_FIELDS, HParams, StaticConfig
 from vecpg.envs.quiet import third_party_quiet
+from vecpg.training.sharding import ENVS, RUNS
 from vecpg.training.trainer import TrainFns, make_train
 
 
@@ -86,13 +87,27 @@ def call_in_worker(call: Callable[[], Any], interrupted: Callable[[], bool], kep
     return result[0]
 
 
-def runs_mesh() -> Mesh:
-    """Every device of every process, in one "runs" axis."""
-    return Mesh(np.asarray(jax.devices()), ("runs",))
+def runs_mesh(env_devices: int = 1) -> Mesh:
+    """Every device of every process in a (runs, envs) mesh: lanes are sharded over
+    "runs", and each lane's envs over the `env_devices` devices of its "envs" row."""
+    devices = np.asarray(jax.devices())
+    return Mesh(devices.reshape(-1, env_devices), (RUNS, ENVS))
 
 
-def runs_sharding() -> NamedSharding:
-    return NamedSharding(runs_mesh(), PartitionSpec("runs"))
+def runs_sharding(env_devices: int = 1) -> NamedSharding:
+    """Arrays with a leading lanes axis: split over "runs", copied along "envs"."""
+    return NamedSharding(runs_mesh(env_devices), PartitionSpec(RUNS))
+
+
+def env_devices_for(lanes: int, num_devices: int, num_envs: int) -> int:
+    """How many devices share one lane's envs: 1 when the lanes fill every device, else
+    the fewest that fill them (a divisor of the device count and of num_envs), so one
+    seed on 8 devices steps its envs on all 8 rather than running 7 padded copies."""
+    if lanes >= num_devices:
+        return 1
+    fits = [e for e in range(1, num_devices + 1) if num_devices % e == 0 and num_envs % e == 0]
+    enough = [e for e in fits if num_devices // e <= lanes]
+    return min(enough) if enough else max(fits)  # else: as few padded lanes as num_envs allows
 
 
 def _is_key(x) -> bool:
@@ -132,30 +147,30 @@ def train_fns(static: StaticConfig) -> TrainFns:
 
 
 @functools.lru_cache(maxsize=16)
-def compiled_train(static: StaticConfig, num_runs: int):
-    """The whole run of `num_runs` lanes (a multiple of the device count) as one program,
-    runs axis sharded over all devices; cached per (static config, lanes). Takes (key
-    data [R, 2], hparams [R], lane ids [R]).
+def compiled_train(static: StaticConfig, num_runs: int, env_devices: int = 1):
+    """The whole run of `num_runs` lanes (a multiple of the "runs" axis) as one program
+    over the (runs, envs) mesh; cached per (static config, lanes, env devices). Takes
+    (key data [R, 2], hparams [R], lane ids [R]).
 
     The program always carries the host callback (`vecpg.progress.emit`): one host call
     for all lanes every `log_every` iterations, a no-op with no sink active.
     """
-    sharding = runs_sharding()
+    sharding = runs_sharding(env_devices)
     fn = functools.partial(whole_run_from_key_data, train_fns(static), static.num_iterations)
     jitted = jax.jit(fn, in_shardings=sharding, out_shardings=sharding)
-    with jax.set_mesh(runs_mesh()), third_party_quiet():  # the callback gathers over the mesh
+    with jax.set_mesh(sharding.mesh), third_party_quiet():  # the callback gathers over the mesh
         return jitted.lower(*abstract_inputs(num_runs, sharding)).compile()
 
 
 @functools.lru_cache(maxsize=16)
-def compiled_chunk(static: StaticConfig, num_runs: int, length: int):
+def compiled_chunk(static: StaticConfig, num_runs: int, length: int, env_devices: int = 1):
     """(init, run) compiled for checkpointed runs: `init(key data, hparams) -> state` and
     `run(state, hparams, lanes, start) -> (state, metrics [R, length])`, the state donated."""
-    sharding = runs_sharding()
+    sharding = runs_sharding(env_devices)
     replicated = NamedSharding(sharding.mesh, PartitionSpec())
     fns = train_fns(static)
     keys, hp, lanes = abstract_inputs(num_runs, sharding)
-    with jax.set_mesh(runs_mesh()), third_party_quiet():  # the callback gathers over the mesh
+    with jax.set_mesh(sharding.mesh), third_party_quiet():  # the callback gathers over the mesh
         init = jax.jit(
             functools.partial(init_from_key_data, fns),
             in_shardings=sharding,
@@ -195,6 +210,7 @@ class LanePlan(NamedTuple):
     key_data: np.ndarray  # [padded, 2]
     hparams: HParams  # leaves [padded]
     lane_ids: np.ndarray  # [padded] int32; -1 marks padding (ignored by host sinks)
+    env_devices: int = 1  # devices sharing one lane's envs (the mesh's "envs" axis)
 
     def call_slice(self, c: int) -> slice:
         return slice(c * self.chunk, (c + 1) * self.chunk)
@@ -204,11 +220,20 @@ class LanePlan(NamedTuple):
         return int(np.sum(self.lane_ids[self.call_slice(c)] >= 0))
 
 
-def plan_lanes(seeds: list[int], hparams: list[HParams], max_runs_per_call: int | None) -> LanePlan:
+def plan_lanes(
+    seeds: list[int],
+    hparams: list[HParams],
+    max_runs_per_call: int | None,
+    num_envs: int = 1,
+) -> LanePlan:
+    """Lanes in equal calls, padded to a multiple of the "runs" axis; with fewer lanes per
+    call than devices, each lane's `num_envs` envs are split over several devices."""
     num_lanes = len(seeds)
     ndev = jax.device_count()
     chunk = min(num_lanes, max_runs_per_call or num_lanes)
-    chunk = math.ceil(chunk / ndev) * ndev
+    env_devices = env_devices_for(chunk, ndev, num_envs)
+    runs_axis = ndev // env_devices
+    chunk = math.ceil(chunk / runs_axis) * runs_axis
     num_calls = math.ceil(num_lanes / chunk)
     padded = num_calls * chunk
     order = list(range(num_lanes)) + [num_lanes - 1] * (padded - num_lanes)
@@ -216,7 +241,7 @@ def plan_lanes(seeds: list[int], hparams: list[HParams], max_runs_per_call: int 
     key_data = np.asarray(jax.vmap(lambda s: jax.random.key_data(jax.random.key(s)))(seed_of_lane))
     hp_all = jax.tree.map(lambda *xs: np.asarray(xs, np.float32), *[hparams[i] for i in order])
     lane_ids = np.array([i if n < num_lanes else -1 for n, i in enumerate(order)], np.int32)
-    return LanePlan(num_lanes, chunk, num_calls, key_data, hp_all, lane_ids)
+    return LanePlan(num_lanes, chunk, num_calls, key_data, hp_all, lane_ids, env_devices)
 
 
 class CallWatcher(Protocol):
@@ -268,9 +293,9 @@ def _run_whole(
     interrupted: Callable[[], bool],
 ) -> LaneOutput:
     t0 = time.perf_counter()
-    fn = compiled_train(static, plan.chunk)
+    fn = compiled_train(static, plan.chunk, plan.env_devices)
     compile_s = time.perf_counter() - t0
-    sharding = runs_sharding()
+    sharding = runs_sharding(plan.env_devices)
     if reporter:
         reporter.start()
     outs = []
@@ -306,9 +331,9 @@ def _run_checkpointed(
     total = static.num_iterations
     length = min(ck.every, total)
     t0 = time.perf_counter()
-    init, run = compiled_chunk(static, plan.chunk, length)
+    init, run = compiled_chunk(static, plan.chunk, length, plan.env_devices)
     compile_s = time.perf_counter() - t0
-    sharding = runs_sharding()
+    sharding = runs_sharding(plan.env_devices)
     replicated = NamedSharding(sharding.mesh, PartitionSpec())
     calls = [_inputs(plan, c, sharding) for c in range(plan.num_calls)]
     states = [init(k, hp) for k, hp, _ in calls]

@@ -30,6 +30,7 @@ from vecpg.models.networks import (
 from vecpg.models.obs_norm import normalize_obs, update_stats
 from vecpg.training.advantages import batched_gae
 from vecpg.training.rollout import Transition, finished_episode_stats, rollout
+from vecpg.training.sharding import RUNS, env_shards, split_envs
 
 Metrics = dict[str, jax.Array]
 # progress(lane ids [R], iteration, buffer of [log_every, R] metrics), on the host
@@ -136,11 +137,12 @@ def train_iteration(
         p.env,
         p.agent,
         state.params,
-        state.env_state,
+        split_envs(state.env_state, axis=0),
         k_roll,
         num_steps=static.num_steps,
         normalize_obs=normalize,
     )
+    env_state, traj = split_envs(env_state, axis=0), split_envs(traj, axis=1)
     batch = make_batch(p.agent, state.params, traj, hp, normalize=normalize)
     params, algo_state, upd_metrics = p.updater.update(
         k_upd, state.params, state.algo_state, batch, hp
@@ -192,7 +194,9 @@ def run_iterations(
     callback condition are real conds.
     """
     static = p.static
-    step = jax.vmap(functools.partial(train_iteration, p), in_axes=(0, 0, None))
+    spmd = RUNS if env_shards() > 1 else None  # sharding constraints inside get "runs"
+    step = jax.vmap(functools.partial(train_iteration, p), in_axes=(0, 0, None),
+                    spmd_axis_name=spmd)  # fmt: skip
     last = static.num_iterations - 1
     shapes = jax.eval_shape(step, state, hp, start)[1]
     zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)

@@ -1,0 +1,29 @@
+"""The device mesh's axis names and the constraint that splits one lane's envs over
+devices. `vecpg.training.execute` builds the (runs, envs) mesh; the trainer and the
+minibatch loop call `split_envs`, a no-op unless the set mesh has an "envs" axis of more
+than one device."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+
+RUNS, ENVS = "runs", "envs"  # the mesh axes: lanes, and envs within a lane
+
+
+def env_shards() -> int:
+    """Size of the set mesh's "envs" axis (devices sharing one lane's envs); 1 without."""
+    mesh = jax.sharding.get_abstract_mesh()
+    return 1 if mesh.empty or ENVS not in mesh.axis_names else int(mesh.shape[ENVS])
+
+
+def split_envs(tree: Any, axis: int) -> Any:
+    """Data parallelism inside a lane: one lane's arrays with their env axis at `axis`
+    constrained to the mesh's "envs" axis, so each device steps its share of the envs
+    and XLA (GSPMD) averages losses, gradients and normaliser statistics across them.
+    Unchanged without an "envs" axis of more than one device."""
+    if env_shards() <= 1:
+        return tree
+    spec = jax.sharding.PartitionSpec(*([None] * axis), ENVS)
+    return jax.tree.map(lambda x: jax.lax.with_sharding_constraint(x, spec), tree)
