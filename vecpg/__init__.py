@@ -1,8 +1,9 @@
 """vecpg: advanced policy-gradient methods with the whole loop in one jitted JAX function."""
 
-from vecpg import cores
+from vecpg import compile_cache, cores
 
 cores.use_all_cores()  # before anything starts JAX
+compile_cache.enable()
 
 # ruff: noqa: E402
 

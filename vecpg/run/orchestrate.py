@@ -97,6 +97,7 @@ def execute(
     run_dir: Path | None,
     progress: bool,
     logger: WandbLogger | None,
+    callback: bool = True,
 ) -> LaneOutput:
     """Run every lane of `launch` (chunked with checkpoints in `run_dir` when the launch
     asks for them), feeding progress and W&B. A first Ctrl-C stops the run at the next
@@ -121,6 +122,7 @@ def execute(
                 checkpointing=ck,
                 watcher=reporter,
                 interrupted=stop_requested,
+                callback=callback,
             )
         except BaseException:
             if logger:
@@ -154,8 +156,11 @@ def run_job(
     """execute -> make_results -> complete: the path of train, sweep and resume. With
     several processes, a failure here is published so that the others stop too."""
     try:
+        # Every process compiles the same program: whether it holds the progress callback
+        # follows the arguments, not which process writes.
+        callback = progress or (wandb is not None and wandb.mode != "disabled")
         logger = start_wandb(wandb, config, launch, run_dir)
-        out = execute(config, launch, run_dir, progress, logger)
+        out = execute(config, launch, run_dir, progress, logger, callback)
         return complete(make_results(out), run_dir, logger)
     except Exception as e:
         ours = (ConfigError, RunFailed, TrainingInterrupted)

@@ -139,36 +139,43 @@ def abstract_inputs(num_runs: int, sharding: NamedSharding):
 
 
 @functools.lru_cache(maxsize=4)
-def train_fns(static: StaticConfig) -> TrainFns:
-    """`make_train(static)` with the host callback that feeds the active sinks."""
+def train_fns(static: StaticConfig, callback: bool = True) -> TrainFns:
+    """`make_train(static)`, with the host callback that feeds the active sinks when
+    `callback`. Without it the program can enter JAX's persistent compilation cache
+    (JAX never caches an executable that holds a host callback)."""
     from vecpg.run.progress import emit
 
-    return make_train(static, emit)
+    return make_train(static, emit if callback else None)
 
 
 @functools.lru_cache(maxsize=16)
-def compiled_train(static: StaticConfig, num_runs: int, env_devices: int = 1):
+def compiled_train(
+    static: StaticConfig, num_runs: int, env_devices: int = 1, callback: bool = True
+):
     """The whole run of `num_runs` lanes (a multiple of the "runs" axis) as one program
     over the (runs, envs) mesh; cached per (static config, lanes, env devices). Takes
     (key data [R, 2], hparams [R], lane ids [R]).
 
-    The program always carries the host callback (`vecpg.progress.emit`): one host call
-    for all lanes every `log_every` iterations, a no-op with no sink active.
+    With `callback`, the program carries the host callback (`vecpg.progress.emit`): one
+    host call for all lanes every `log_every` iterations, a no-op with no sink active.
     """
     sharding = runs_sharding(env_devices)
-    fn = functools.partial(whole_run_from_key_data, train_fns(static), static.num_iterations)
+    fns = train_fns(static, callback)
+    fn = functools.partial(whole_run_from_key_data, fns, static.num_iterations)
     jitted = jax.jit(fn, in_shardings=sharding, out_shardings=sharding)
     with jax.set_mesh(sharding.mesh), third_party_quiet():  # the callback gathers over the mesh
         return jitted.lower(*abstract_inputs(num_runs, sharding)).compile()
 
 
 @functools.lru_cache(maxsize=16)
-def compiled_chunk(static: StaticConfig, num_runs: int, length: int, env_devices: int = 1):
+def compiled_chunk(
+    static: StaticConfig, num_runs: int, length: int, env_devices: int = 1, callback: bool = True
+):
     """(init, run) compiled for checkpointed runs: `init(key data, hparams) -> state` and
     `run(state, hparams, lanes, start) -> (state, metrics [R, length])`, the state donated."""
     sharding = runs_sharding(env_devices)
     replicated = NamedSharding(sharding.mesh, PartitionSpec())
-    fns = train_fns(static)
+    fns = train_fns(static, callback)
     keys, hp, lanes = abstract_inputs(num_runs, sharding)
     with jax.set_mesh(sharding.mesh), third_party_quiet():  # the callback gathers over the mesh
         init = jax.jit(
@@ -244,6 +251,31 @@ def plan_lanes(
     return LanePlan(num_lanes, chunk, num_calls, key_data, hp_all, lane_ids, env_devices)
 
 
+class HostRing:
+    """The host side of progress reporting: the last `size` iterations' metrics of one
+    call's lanes, laid out as the in-jit callback's ring buffer ([size, R], iteration i
+    in row i % size), handed to `vecpg.run.progress.emit` every `size` iterations."""
+
+    def __init__(self, size: int, lane_ids: np.ndarray):
+        self.size, self.lane_ids = size, lane_ids
+        self.buffer: dict[str, np.ndarray] = {}
+        self.last = -1
+
+    def add(self, start: int, metrics: dict[str, np.ndarray], total: int) -> bool:
+        """Take iterations start.. of metrics [R, n]; True when a flush is due."""
+        n = next(iter(metrics.values())).shape[1]
+        for k, v in metrics.items():
+            buf = self.buffer.setdefault(k, np.zeros((self.size, v.shape[0]), v.dtype))
+            for i in range(start, start + n):
+                buf[i % self.size] = v[:, i - start]
+        self.last = start + n - 1
+        return (self.last + 1) % self.size == 0 or self.last == total - 1
+
+    def flush(self) -> tuple[np.ndarray, int, dict[str, np.ndarray]]:
+        """(lane ids, last iteration, buffer): copies, as sinks may keep them (W&B queues)."""
+        return self.lane_ids, self.last, {k: v.copy() for k, v in self.buffer.items()}
+
+
 class CallWatcher(Protocol):
     """Told when the timed part starts and how many real lanes each call runs (the
     progress reporter implements it)."""
@@ -260,6 +292,7 @@ def run_lanes(
     checkpointing: Checkpointing | None = None,
     watcher: CallWatcher | None = None,
     interrupted: Callable[[], bool] = never,
+    callback: bool = True,
 ) -> LaneOutput:
     """Train every lane of `plan`: one compiled program per call of `plan.chunk` lanes.
 
@@ -267,10 +300,11 @@ def run_lanes(
     store's latest checkpoint if there is one. Host sinks (progress, W&B) must be made
     active by the caller (`vecpg.run.progress.sinks_active`). Once `interrupted()`, the
     run stops at the next host callback or between calls, raising TrainingInterrupted.
+    Without `callback` (no sink wanted) the program has none and can be cached on disk.
     """
-    if checkpointing is None:
+    if checkpointing is None and not callback:
         return _run_whole(static, plan, watcher, interrupted)
-    return _run_checkpointed(static, plan, watcher, checkpointing, interrupted)
+    return _run_chunked(static, plan, watcher, checkpointing, interrupted, report=callback)
 
 
 def _inputs(plan: LanePlan, c: int, sharding: NamedSharding):
@@ -293,7 +327,7 @@ def _run_whole(
     interrupted: Callable[[], bool],
 ) -> LaneOutput:
     t0 = time.perf_counter()
-    fn = compiled_train(static, plan.chunk, plan.env_devices)
+    fn = compiled_train(static, plan.chunk, plan.env_devices, callback=False)
     compile_s = time.perf_counter() - t0
     sharding = runs_sharding(plan.env_devices)
     if reporter:
@@ -319,19 +353,27 @@ def _run_whole(
     return LaneOutput(params, metrics, compile_s, run_s, num_devices, plan.num_calls, total)
 
 
-def _run_checkpointed(
+def _run_chunked(
     static: StaticConfig,
     plan: LanePlan,
     reporter: CallWatcher | None,
-    ck: Checkpointing,
+    ck: Checkpointing | None,
     interrupted: Callable[[], bool],
+    report: bool,
 ) -> LaneOutput:
-    """Chunks of `ck.every` iterations for all lanes (every call of the lane plan), then
-    a checkpoint of all lanes' full state and the metrics so far."""
+    """All lanes in compiled chunks of iterations (every call of the lane plan), with no
+    host callback in the program, so JAX's persistent cache can hold it. With `report`,
+    the host hands every `log_every` iterations to the sinks (`vecpg.run.progress.emit`)
+    between chunks; with `ck`, a checkpoint of all lanes' full state and the metrics so
+    far every `ck.every` iterations."""
+    from vecpg.run.interrupt import StopRequested
+    from vecpg.run.progress import emit
+
     total = static.num_iterations
-    length = min(ck.every, total)
+    every = ck.every if ck else total
+    length = min(math.gcd(every, static.log_every) if report else every, total)
     t0 = time.perf_counter()
-    init, run = compiled_chunk(static, plan.chunk, length, plan.env_devices)
+    init, run = compiled_chunk(static, plan.chunk, length, plan.env_devices, callback=False)
     compile_s = time.perf_counter() - t0
     sharding = runs_sharding(plan.env_devices)
     replicated = NamedSharding(sharding.mesh, PartitionSpec())
@@ -340,7 +382,10 @@ def _run_checkpointed(
     metrics: dict[str, np.ndarray] = {}
     done = 0
     like, treedef = jax.tree.flatten(states)  # which leaves are typed PRNG keys
-    restored = ck.store.restore(jax.tree.leaves(_key_data(states)))
+    restored = ck.store.restore(jax.tree.leaves(_key_data(states))) if ck else None
+    rings = [
+        HostRing(static.log_every, plan.lane_ids[plan.call_slice(c)]) for c in range(len(calls))
+    ]
     if restored is not None:
         done, saved, metrics = restored
         leaves = [
@@ -350,13 +395,13 @@ def _run_checkpointed(
         states = jax.tree.unflatten(treedef, leaves)
     if reporter:
         reporter.start(done * static.batch_size * plan.num_lanes)
-    resumed_at = done
+    resumed_at = kept = done  # kept: iterations in the latest checkpoint
     t0 = time.perf_counter()
     while done < total:
         parts = []
         for c, (_, hp, lanes) in enumerate(calls):
             if interrupted():
-                raise TrainingInterrupted(done)
+                raise TrainingInterrupted(kept)
             if reporter:
                 reporter.expect(plan.real_lanes(c))
             start = jax.device_put(jnp.int32(done), replicated)
@@ -365,13 +410,20 @@ def _run_checkpointed(
                 state, m = run(states[c], hp, lanes, start)
                 return state, _to_host(m)
 
-            states[c], m = call_in_worker(call, interrupted, done)
+            states[c], m = call_in_worker(call, interrupted, kept)
+            m = {k: v[:, : total - done] for k, v in m.items()}
             parts.append(m)
+            if report and rings[c].add(done, m, total):
+                try:
+                    emit(*rings[c].flush())  # a first Ctrl-C stops here
+                except StopRequested:
+                    raise TrainingInterrupted(kept) from None
         new = jax.tree.map(lambda *xs: np.concatenate(xs), *parts)
-        new = {k: v[:, : total - done] for k, v in new.items()}
         metrics = new if not metrics else {k: np.concatenate([metrics[k], new[k]], 1) for k in new}
         done = min(done + length, total)
-        ck.store.save(done, jax.tree.leaves(_key_data(states)), metrics)
+        if ck and (done % every == 0 or done == total):
+            ck.store.save(done, jax.tree.leaves(_key_data(states)), metrics)
+            kept = done
     run_s = time.perf_counter() - t0
     params = jax.tree.map(lambda *xs: np.concatenate(xs), *_to_host([s.params for s in states]))
     params = jax.tree.map(lambda x: x[: plan.num_lanes], params)
