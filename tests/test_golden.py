@@ -1,7 +1,8 @@
 """No refactoring changes a number: ppo and trpo on CartPole (2 seeds x 20 iterations,
 one compiled call) reproduce the recorded metrics bit for bit. Recorded before the
-0.2 restructuring; re-recorded once when trpo moved to KL(old || new) and centred
-advantages (ppo's metrics were bit-identical across that re-recording).
+0.2 restructuring; re-recorded when trpo moved to KL(old || new) and centred advantages
+(ppo's metrics were bit-identical across that re-recording), and when the learning rate
+stopped annealing by default (the code of that day reproduced the previous file first).
 
 The file holds for one XLA CPU device: float rounding depends on the device count (even
 with one lane per device), and vecpg uses every core by default, so the recording runs

@@ -178,8 +178,9 @@ class StaticFields:
     mlp (observations of any rank flattened) or auto (cnn for [H, W, C], else mlp)."""
     normalize_obs: bool = setting(True, Flag())
     """Running mean/var observation normalisation, updated in-graph, saved with params."""
-    anneal_lr: bool = setting(True, Flag())
-    """Linearly anneal the learning rate to 0 over training."""
+    anneal_lr: bool = setting(False, Flag())
+    """Linearly anneal the learning rate to 0 over training (off by default since 0.3:
+    at short budgets it cost ppo most of its learning; experiments/results/parity_brax*)."""
     log_every: int = setting(10, Integer(1))
     """Host progress callback every this many iterations (never changes results)."""
     cg_iters: int = setting(10, Integer(1))

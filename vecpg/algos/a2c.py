@@ -40,7 +40,7 @@ def pg_loss(nets: Nets, agent: Agent, b: Batch, hp: HParams) -> tuple[jax.Array,
 
 
 def optimizer(static: StaticConfig, hp: HParams) -> optax.GradientTransformation:
-    """One Adam step per iteration: the learning rate anneals over num_iterations."""
+    """One Adam step per iteration (with `anneal_lr`, annealed over num_iterations)."""
     return adam(hp, static.num_iterations, static.anneal_lr)
 
 

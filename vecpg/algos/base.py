@@ -74,7 +74,7 @@ def adam(hp: HParams, total_updates: int, anneal: bool) -> optax.GradientTransfo
 
 def minibatch_adam(static: StaticConfig, hp: HParams) -> optax.GradientTransformation:
     """Adam over epochs x minibatches steps per iteration (ppo, ppo_kl, dual, the critic
-    of npg/trpo): the learning rate anneals over all of them."""
+    of npg/trpo): with `anneal_lr`, the learning rate anneals over all of them."""
     updates = static.num_iterations * static.update_epochs * static.num_minibatches
     return adam(hp, updates, static.anneal_lr)
 
