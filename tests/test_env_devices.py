@@ -42,7 +42,8 @@ cfg = vecpg.TrainConfig(env="gymnax/CartPole-v1", num_envs=8, num_steps=16,
 seeds = [3, 5]
 plan = plan_lanes(seeds, [cfg.hparams()] * 2, None, cfg.num_envs)
 hlo = compiled_train(cfg.static(), plan.chunk, plan.env_devices).as_text()
-sharded = vecpg.train(cfg, seeds=seeds).metrics
+res = vecpg.train(cfg, seeds=seeds)
+sharded, summary = res.metrics, res.summary()
 # the reference: the same lanes on one device, no mesh
 fns = vecpg.make_train(cfg.static())
 hp = jax.tree.map(lambda x: jnp.stack([x, x]), cfg.hparams())
@@ -51,6 +52,7 @@ _, one = jax.jit(fns.train, static_argnums=3)(keys, hp, jnp.arange(2), cfg.num_i
 diff = {k: float(np.max(np.abs(np.asarray(one[k]) - v) / (np.abs(v) + 1e-3)))
         for k, v in sharded.items()}
 print(json.dumps({"devices": jax.device_count(), "env_devices": plan.env_devices,
+                  "summary": [summary["num_devices"], summary["devices_per_lane"]],
                   "chunk": plan.chunk, "all_reduce": hlo.count("all-reduce("), "diff": diff,
                   "returns": sharded["episode_return"][:, -1].tolist()}))
 """
@@ -62,6 +64,7 @@ def test_two_lanes_on_four_devices_match_one_device():
                          capture_output=True, text=True, check=True)  # fmt: skip
     r = json.loads(out.stdout.strip().splitlines()[-1])
     assert (r["devices"], r["env_devices"], r["chunk"]) == (4, 2, 2)  # a 2 x 2 mesh
+    assert r["summary"] == [4, 2]  # summary.json: num_devices, devices_per_lane
     assert r["all_reduce"] > 0  # gradients are summed across the env shards
     worst = max(r["diff"].values())
     assert worst < 1e-3, r["diff"]  # float rounding only, over 6 iterations

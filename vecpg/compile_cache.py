@@ -19,6 +19,7 @@ import os
 from pathlib import Path
 
 import jax
+from jax._src import config
 
 ENV_VAR = "VECPG_COMPILE_CACHE"
 OFF = ("off", "0", "false", "no")
@@ -42,7 +43,7 @@ def cache_dir(environ: dict[str, str] | os._Environ[str]) -> Path | None:
 def enable() -> Path | None:
     """Turn the persistent cache on (unless opted out or already set); its dir or None."""
     path = cache_dir(os.environ)
-    if path is None or jax.config.jax_compilation_cache_dir:
+    if path is None or config.compilation_cache_dir.value:  # the user set one in code
         return None
     jax.config.update("jax_compilation_cache_dir", str(path))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", MIN_COMPILE_S)

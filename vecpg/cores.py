@@ -47,7 +47,7 @@ def use_all_cores() -> int | None:
     wanted = cpu_devices_wanted(os.environ, available_cores())
     if wanted is None or xla_bridge.backends_are_initialized():
         return None
-    if jax.config.jax_num_cpu_devices not in (-1, wanted):  # set in code by the user
+    if xla_bridge.num_cpu_devices.value not in (-1, wanted):  # set in code by the user
         return None
     jax.config.update("jax_num_cpu_devices", wanted)
     return wanted

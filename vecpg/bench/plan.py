@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import tyro
 
@@ -12,7 +12,7 @@ from vecpg.errors import ConfigError
 
 DEFAULT_SCALING_SEEDS = (1, 8, 32, 128)
 # `vecpg bench --preset gpu`: the issue-14 GPU table, sized to fit a 10-minute command.
-GPU_PRESET = dict(
+GPU_PRESET: dict[str, Any] = dict(
     env="brax/hopper",
     backend="positional",
     num_envs=2048,

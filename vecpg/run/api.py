@@ -182,7 +182,7 @@ def _train_results(config: TrainConfig, launch: Launch) -> Callable[[LaneOutput]
     def results(out: LaneOutput) -> Results:
         return Results(
             config, launch.seeds, out.metrics, out.params, spec,
-            out.compile_s, out.run_s, out.num_devices, out.iterations_run,
+            out.compile_s, out.run_s, out.num_devices, out.iterations_run, out.devices_per_lane,
         )  # fmt: skip
 
     return results
@@ -195,7 +195,7 @@ def _sweep_results(config: TrainConfig, launch: Launch) -> Callable[[LaneOutput]
         metrics = {k: v.reshape(*shape, *v.shape[1:]) for k, v in out.metrics.items()}
         return SweepResults(
             config, launch.points, launch.seeds, metrics,
-            out.compile_s, out.run_s, out.num_devices, out.num_calls,
+            out.compile_s, out.run_s, out.num_devices, out.num_calls, out.devices_per_lane,
         )  # fmt: skip
 
     return results

@@ -113,6 +113,7 @@ class Results:
     run_s: float = float("nan")
     num_devices: int = 1
     iterations_run: int | None = None  # iterations timed by run_s (all, unless resumed)
+    devices_per_lane: int = 1  # devices sharing one seed's envs (data parallelism)
     figure = "curves.png"  # the picture W&B's aggregate run gets
 
     def final_returns(self) -> np.ndarray:
@@ -143,6 +144,7 @@ class Results:
             "env_steps_per_s": float(steps / self.run_s) if self.run_s > 0 else None,
             "iterations_timed": iterations,
             "num_devices": self.num_devices,
+            "devices_per_lane": self.devices_per_lane,
             "nonfinite_total": int(self.metrics["nonfinite"].sum()),
             "diverged_seeds": sorted(diverged),
             "diverged_at_iteration": {str(s): i for s, i in diverged.items()},
@@ -208,6 +210,7 @@ class SweepResults:
     run_s: float
     num_devices: int
     num_calls: int
+    devices_per_lane: int = 1
     figure = "ranking.png"
 
     def final_returns(self) -> np.ndarray:
@@ -242,6 +245,7 @@ class SweepResults:
             "compile_s": self.compile_s,
             "run_s": self.run_s,
             "num_devices": self.num_devices,
+            "devices_per_lane": self.devices_per_lane,
             "num_calls": self.num_calls,
             "diverged_scoring": DIVERGED_SCORING.format("sweep"),
         }
@@ -281,6 +285,7 @@ def load_sweep(run_dir: str | os.PathLike) -> SweepResults:
         summary["run_s"],
         summary["num_devices"],
         summary["num_calls"],
+        summary.get("devices_per_lane", 1),
     )
 
 

@@ -39,6 +39,7 @@ class LaneOutput(NamedTuple):
     num_devices: int  # devices the runs axis was spread over
     num_calls: int  # compiled calls made (chunks)
     iterations_run: int  # iterations this process ran (less than all when resumed)
+    devices_per_lane: int = 1  # the mesh's "envs" axis: devices sharing one lane's envs
 
 
 class TrainingInterrupted(Exception):
@@ -163,7 +164,7 @@ def compiled_train(
     fns = train_fns(static, callback)
     fn = functools.partial(whole_run_from_key_data, fns, static.num_iterations)
     jitted = jax.jit(fn, in_shardings=sharding, out_shardings=sharding)
-    with jax.set_mesh(sharding.mesh), third_party_quiet():  # the callback gathers over the mesh
+    with jax.set_mesh(runs_mesh(env_devices)), third_party_quiet():
         return jitted.lower(*abstract_inputs(num_runs, sharding)).compile()
 
 
@@ -177,7 +178,7 @@ def compiled_chunk(
     replicated = NamedSharding(sharding.mesh, PartitionSpec())
     fns = train_fns(static, callback)
     keys, hp, lanes = abstract_inputs(num_runs, sharding)
-    with jax.set_mesh(sharding.mesh), third_party_quiet():  # the callback gathers over the mesh
+    with jax.set_mesh(runs_mesh(env_devices)), third_party_quiet():
         init = jax.jit(
             functools.partial(init_from_key_data, fns),
             in_shardings=sharding,
@@ -350,7 +351,9 @@ def _run_whole(
     run_s = time.perf_counter() - t0
     params, metrics = jax.tree.map(lambda *xs: np.concatenate(xs)[: plan.num_lanes], *outs)
     total = static.num_iterations
-    return LaneOutput(params, metrics, compile_s, run_s, num_devices, plan.num_calls, total)
+    return LaneOutput(
+        params, metrics, compile_s, run_s, num_devices, plan.num_calls, total, plan.env_devices
+    )
 
 
 def _run_chunked(
@@ -430,4 +433,6 @@ def _run_chunked(
     metrics = {k: v[: plan.num_lanes] for k, v in metrics.items()}
     num_devices = _num_devices(states[0].params)
     ran = total - resumed_at
-    return LaneOutput(params, metrics, compile_s, run_s, num_devices, plan.num_calls, ran)
+    return LaneOutput(
+        params, metrics, compile_s, run_s, num_devices, plan.num_calls, ran, plan.env_devices
+    )
