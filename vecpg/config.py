@@ -182,7 +182,7 @@ class StaticFields:
     """Linearly anneal the learning rate to 0 over training (off by default since 0.3:
     at short budgets it cost ppo most of its learning; experiments/results/parity_brax*)."""
     log_every: int = setting(10, Integer(1))
-    """Host progress callback every this many iterations (never changes results)."""
+    """Progress and W&B get metrics every this many iterations (never changes results)."""
     cg_iters: int = setting(10, Integer(1))
     """Conjugate-gradient iterations for the natural direction (npg, trpo)."""
     linesearch_steps: int = setting(10, Integer(1))

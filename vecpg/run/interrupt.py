@@ -1,11 +1,12 @@
 """Ctrl-C while a compiled run goes: acknowledged at once, the run stopped at the next
 progress flush, and a second Ctrl-C aborts.
 
-The first SIGINT sets a process-wide flag. The compiled program's host callback
-(`vecpg.run.progress.emit`, every `log_every` iterations) raises `StopRequested` once the
-flag is set, which aborts the XLA computation; the main thread waits for results by
-polling (`vecpg.training.execute`), so the signal handler runs at once instead of after
-the compiled call returns.
+The first SIGINT sets a process-wide flag. Progress reporting
+(`vecpg.run.progress.emit`, every `log_every` iterations, between compiled chunks or in a
+host callback) raises `StopRequested` once the flag is set, and the run stops there
+(`TrainingInterrupted`); the main thread waits for results by polling
+(`vecpg.training.execute`), so the signal handler runs at once instead of after the
+compiled call returns.
 """
 
 from __future__ import annotations

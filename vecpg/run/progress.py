@@ -1,11 +1,11 @@
-"""Host side of the in-jit callback: live progress, and the hook W&B logging uses.
+"""Live progress, and the hook W&B logging uses.
 
-The compiled program calls `emit(lanes, iteration, buffer)` through `jax.debug.callback`
-every `log_every` iterations (and at the end of each chunk), once for all lanes;
-`buffer` holds the metrics of the last `log_every` iterations, slot `i % log_every` for
-iteration i. `emit` forwards to whichever sinks are active, so the compiled program
-does not depend on them and can be cached. Sinks must return quickly: the device
-waits for the callback.
+`emit(lanes, iteration, buffer)` gets every lane's metrics of the last `log_every`
+iterations, slot `i % log_every` for iteration i. vecpg's runs call it from the host
+between compiled chunks (`vecpg.training.execute.HostRing`); a program built with
+`make_train(static, emit)` calls it through `jax.debug.callback` instead. `emit`
+forwards to whichever sinks are active, so the compiled program does not depend on
+them. Sinks must return quickly: the next chunk waits for them.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 One W&B run per lane (a vmapped (hyperparameter config, seed) slot), grouped under the
 experiment name, with the full config and `env_steps` as every metric's x-axis, plus
 one aggregate run per config (mean and 95% CI of the return across seeds, and the final
-curves.png). Metrics arrive through the in-jit host callback (`vecpg.progress.emit`)
+curves.png). Metrics arrive through `vecpg.run.progress.emit` after each compiled chunk
 and are only queued there; a worker thread owns every W&B call, so neither a slow
 network nor a W&B failure can stall or stop the compiled run. The run dir's metrics.npz
 is written regardless.
