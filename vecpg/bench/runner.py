@@ -63,16 +63,16 @@ def run_bench(
     if plan.peer_steps:
         log("bench: rejax PPO vs vecpg ppo on CartPole")
         result["rejax_ppo"] = peers.rejax_comparison(plan.peer_steps)
+    if plan.many_seeds:
+        log(f"bench: {plan.many_seeds} CartPole seeds in one call")
+        result["many_seeds"] = throughput.many_seeds(MANY_SEEDS_CONFIG, plan.many_seeds)
+        saved(result)
     scale_cfg = plan.scaling_config()
     if plan.scaling_seeds:
         log("bench: seeds scaling")
         result["seeds_scaling"] = throughput.seeds_scaling(
             scale_cfg, plan.scaling_seeds, plan.repeats, lambda rows: saved(result)
         )
-        saved(result)
-    if plan.many_seeds:
-        log(f"bench: {plan.many_seeds} CartPole seeds in one call")
-        result["many_seeds"] = throughput.many_seeds(MANY_SEEDS_CONFIG, plan.many_seeds)
         saved(result)
     if plan.vmap_runs:
         log("bench: vmapped runs vs one by one")
