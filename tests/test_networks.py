@@ -32,3 +32,21 @@ def test_actor_and_critic_shapes():
     assert isinstance(dist, GaussianParams) and dist.mean.shape == (5, 2)
     assert dist.log_std.shape == (5, 2)  # state-independent, broadcast
     assert agent.critic.apply(params.critic, jnp.zeros((5, 3))).shape == (5,)
+
+
+def test_patch_conv_is_flax_conv():
+    """The MinAtar torso's conv (patches @ kernel, fast under vmap on the CPU) against
+    flax's own nn.Conv: same parameters from the same key, same outputs."""
+    import flax.linen as nn
+
+    from vecpg.models.networks import PatchConv, orthogonal
+
+    x = jax.random.normal(jax.random.key(0), (2, 5, 10, 10, 4))  # two leading axes
+    ours = PatchConv(16, (3, 3), orthogonal(np.sqrt(2.0)))
+    flax_conv = nn.Conv(16, (3, 3), padding="VALID", kernel_init=orthogonal(np.sqrt(2.0)))
+    p_ours, p_flax = ours.init(jax.random.key(1), x), flax_conv.init(jax.random.key(1), x[0])
+    jax.tree.map(np.testing.assert_array_equal, p_ours, p_flax)
+    p_flax = jax.tree.map(lambda a: a + 0.1, p_flax)  # a non-zero bias too
+    want = jax.vmap(lambda xi: flax_conv.apply(p_flax, xi))(x)
+    np.testing.assert_allclose(ours.apply(p_flax, x), want, atol=1e-5)
+    assert want.shape == (2, 5, 8, 8, 16)

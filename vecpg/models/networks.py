@@ -89,6 +89,31 @@ def resolve_torso(torso: str, obs_shape: tuple[int, ...]) -> str:
     return torso
 
 
+class PatchConv(nn.Module):
+    """A stride-1 VALID 2-D convolution computed as patches @ kernel: the same function
+    and parameters ({kernel [kh, kw, C, F], bias [F]}) as `nn.Conv`, but under vmap over
+    lanes (a kernel per seed) it stays a batched matmul. `nn.Conv` becomes a grouped
+    convolution there, which XLA's CPU backend ran about 1000x slower than the env
+    (MinAtar Breakout ppo: 1,158 env steps/s against a 1.34M ceiling)."""
+
+    features: int
+    kernel_size: tuple[int, int]
+    kernel_init: Callable
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        kh, kw = self.kernel_size
+        c = x.shape[-1]
+        kernel = self.param("kernel", self.kernel_init, (kh, kw, c, self.features))
+        bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
+        h, w = x.shape[-3] - kh + 1, x.shape[-2] - kw + 1
+        patches = jnp.stack(
+            [x[..., i : i + h, j : j + w, :] for i in range(kh) for j in range(kw)], axis=-2
+        )  # [..., h, w, kh*kw, C], in the kernel's (i, j, c) order
+        patches = patches.reshape(*patches.shape[:-2], kh * kw * c)
+        return patches @ kernel.reshape(kh * kw * c, self.features) + bias
+
+
 class Torso(nn.Module):
     """obs [..., *obs_shape] -> features [..., F]. mlp: the observation flattened. cnn
     (MinAtar paper): Conv 16 x 3x3, stride 1, ReLU, flattened, then Dense 128, ReLU."""
@@ -101,9 +126,8 @@ class Torso(nn.Module):
         lead = obs.shape[: obs.ndim - self.obs_rank]
         if self.kind == "mlp":
             return obs.reshape(*lead, -1)
-        x = obs.reshape(-1, *obs.shape[-3:])  # flax's Conv wants one batch axis
-        x = nn.relu(nn.Conv(16, (3, 3), padding="VALID", kernel_init=orthogonal(np.sqrt(2.0)))(x))
-        x = x.reshape(*lead, -1)
+        conv = PatchConv(16, (3, 3), orthogonal(np.sqrt(2.0)), name="Conv_0")  # nn.Conv's name
+        x = nn.relu(conv(obs)).reshape(*lead, -1)
         return nn.relu(nn.Dense(128, kernel_init=orthogonal(np.sqrt(2.0)))(x))
 
 
