@@ -175,7 +175,7 @@ def logging_overhead(cfg: TrainConfig, num_runs: int, repeats: int) -> dict[str,
         functools.partial(whole_run_from_key_data, make_train(cfg.static()), cfg.num_iterations),
         in_shardings=runs_sharding(),
     )
-    with_cb = compiled_train(cfg.static(), args[0].shape[0])
+    with_cb = compiled_train(cfg.static(), args[0].shape[0], callback=True)
     out: dict[str, Any] = {
         "env": cfg.env,
         "iterations": cfg.num_iterations,

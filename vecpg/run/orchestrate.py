@@ -75,7 +75,7 @@ def start_wandb(
     options: WandbOptions | None, config: TrainConfig, launch: Launch, run_dir: Path | None
 ) -> WandbLogger | None:
     """One W&B run per lane (and an aggregate run per grid point), or None. Only process
-    0 logs: the host callback gathers every process's lanes to it."""
+    0 logs: after each chunk every process's lanes are gathered to it."""
     if options is None or options.mode == "disabled" or not distributed.is_writer():
         return None
     configs = launch.configs(config)
@@ -97,7 +97,7 @@ def execute(
     run_dir: Path | None,
     progress: bool,
     logger: WandbLogger | None,
-    callback: bool = True,
+    report: bool = True,
 ) -> LaneOutput:
     """Run every lane of `launch` (chunked with checkpoints in `run_dir` when the launch
     asks for them), feeding progress and W&B. A first Ctrl-C stops the run at the next
@@ -122,7 +122,7 @@ def execute(
                 checkpointing=ck,
                 watcher=reporter,
                 interrupted=stop_requested,
-                callback=callback,
+                report=report,
             )
         except BaseException:
             if logger:
@@ -156,11 +156,11 @@ def run_job(
     """execute -> make_results -> complete: the path of train, sweep and resume. With
     several processes, a failure here is published so that the others stop too."""
     try:
-        # Every process compiles the same program: whether it holds the progress callback
+        # Every process runs the same chunks: whether the run reports between chunks
         # follows the arguments, not which process writes.
-        callback = progress or (wandb is not None and wandb.mode != "disabled")
+        report = progress or (wandb is not None and wandb.mode != "disabled")
         logger = start_wandb(wandb, config, launch, run_dir)
-        out = execute(config, launch, run_dir, progress, logger, callback)
+        out = execute(config, launch, run_dir, progress, logger, report)
         return complete(make_results(out), run_dir, logger)
     except Exception as e:
         ours = (ConfigError, RunFailed, TrainingInterrupted)

@@ -140,7 +140,7 @@ def abstract_inputs(num_runs: int, sharding: NamedSharding):
 
 
 @functools.lru_cache(maxsize=4)
-def train_fns(static: StaticConfig, callback: bool = True) -> TrainFns:
+def train_fns(static: StaticConfig, callback: bool = False) -> TrainFns:
     """`make_train(static)`, with the host callback that feeds the active sinks when
     `callback`. Without it the program can enter JAX's persistent compilation cache
     (JAX never caches an executable that holds a host callback)."""
@@ -151,7 +151,7 @@ def train_fns(static: StaticConfig, callback: bool = True) -> TrainFns:
 
 @functools.lru_cache(maxsize=16)
 def compiled_train(
-    static: StaticConfig, num_runs: int, env_devices: int = 1, callback: bool = True
+    static: StaticConfig, num_runs: int, env_devices: int = 1, callback: bool = False
 ):
     """The whole run of `num_runs` lanes (a multiple of the "runs" axis) as one program
     over the (runs, envs) mesh; cached per (static config, lanes, env devices). Takes
@@ -169,14 +169,12 @@ def compiled_train(
 
 
 @functools.lru_cache(maxsize=16)
-def compiled_chunk(
-    static: StaticConfig, num_runs: int, length: int, env_devices: int = 1, callback: bool = True
-):
+def compiled_chunk(static: StaticConfig, num_runs: int, length: int, env_devices: int = 1):
     """(init, run) compiled for checkpointed runs: `init(key data, hparams) -> state` and
     `run(state, hparams, lanes, start) -> (state, metrics [R, length])`, the state donated."""
     sharding = runs_sharding(env_devices)
     replicated = NamedSharding(sharding.mesh, PartitionSpec())
-    fns = train_fns(static, callback)
+    fns = train_fns(static)
     keys, hp, lanes = abstract_inputs(num_runs, sharding)
     with jax.set_mesh(runs_mesh(env_devices)), third_party_quiet():
         init = jax.jit(
@@ -293,7 +291,7 @@ def run_lanes(
     checkpointing: Checkpointing | None = None,
     watcher: CallWatcher | None = None,
     interrupted: Callable[[], bool] = never,
-    callback: bool = True,
+    report: bool = True,
 ) -> LaneOutput:
     """Train every lane of `plan`: one compiled program per call of `plan.chunk` lanes.
 
@@ -301,11 +299,12 @@ def run_lanes(
     store's latest checkpoint if there is one. Host sinks (progress, W&B) must be made
     active by the caller (`vecpg.run.progress.sinks_active`). Once `interrupted()`, the
     run stops at the next host callback or between calls, raising TrainingInterrupted.
-    Without `callback` (no sink wanted) the program has none and can be cached on disk.
+    With `report`, the sinks get every `log_every` iterations between compiled chunks;
+    without it (no sink wanted) and without checkpoints, the run is one compiled call.
     """
-    if checkpointing is None and not callback:
+    if checkpointing is None and not report:
         return _run_whole(static, plan, watcher, interrupted)
-    return _run_chunked(static, plan, watcher, checkpointing, interrupted, report=callback)
+    return _run_chunked(static, plan, watcher, checkpointing, interrupted, report)
 
 
 def _inputs(plan: LanePlan, c: int, sharding: NamedSharding):
@@ -328,7 +327,7 @@ def _run_whole(
     interrupted: Callable[[], bool],
 ) -> LaneOutput:
     t0 = time.perf_counter()
-    fn = compiled_train(static, plan.chunk, plan.env_devices, callback=False)
+    fn = compiled_train(static, plan.chunk, plan.env_devices)
     compile_s = time.perf_counter() - t0
     sharding = runs_sharding(plan.env_devices)
     if reporter:
@@ -376,7 +375,7 @@ def _run_chunked(
     every = ck.every if ck else total
     length = min(math.gcd(every, static.log_every) if report else every, total)
     t0 = time.perf_counter()
-    init, run = compiled_chunk(static, plan.chunk, length, plan.env_devices, callback=False)
+    init, run = compiled_chunk(static, plan.chunk, length, plan.env_devices)
     compile_s = time.perf_counter() - t0
     sharding = runs_sharding(plan.env_devices)
     replicated = NamedSharding(sharding.mesh, PartitionSpec())
