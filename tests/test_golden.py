@@ -46,7 +46,8 @@ def test_make_train_is_the_program_train_runs():
     fns = vecpg.make_train(cfg.static())
     hp = jax.tree.map(lambda x: jnp.stack([x, x]), cfg.hparams())
     keys = jnp.stack([jax.random.key(0), jax.random.key(1)])
-    _, metrics = jax.jit(fns.train, static_argnums=3)(keys, hp, jnp.arange(2), cfg.num_iterations)
+    train = jax.jit(fns.train, static_argnums=3, compiler_options=vecpg.program_options(cfg))
+    _, metrics = train(keys, hp, jnp.arange(2), cfg.num_iterations)
     want = vecpg.train(cfg, seeds=[0, 1]).metrics
     for name, value in want.items():
         np.testing.assert_allclose(

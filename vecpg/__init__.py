@@ -15,6 +15,7 @@ from vecpg.run.distributed import Cluster, join
 from vecpg.run.rundir import Results, SweepResults, load, load_policy, load_sweep
 from vecpg.training.execute import TrainingInterrupted
 from vecpg.training.trainer import make_train
+from vecpg.training.xla_options import program_options
 
 __all__ = [
     "Cluster",
@@ -30,6 +31,7 @@ __all__ = [
     "load_policy",
     "load_sweep",
     "make_train",
+    "program_options",
     "resume",
     "stats",
     "sweep",

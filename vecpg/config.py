@@ -181,6 +181,13 @@ class StaticFields:
     anneal_lr: bool = setting(False, Flag())
     """Linearly anneal the learning rate to 0 over training (off by default since 0.3:
     at short budgets it cost ppo most of its learning; experiments/results/parity_brax*)."""
+    cpu_fast_math: bool = setting(True, Flag())
+    """XLA CPU may reassociate float ops and fuse them into FMAs (NaN/inf, division and
+    exp/log/tanh keep IEEE semantics): ~1.2x env steps/s on brax (BENCHMARKS.md); results
+    change in the last bits. No effect on GPU."""
+    gpu_autotune: bool = setting(False, Flag())
+    """XLA's GEMM/fusion autotuning on GPU: off by default (H100: compiles 10-20% shorter,
+    env steps/s unchanged; kernels no longer chosen by timing). No effect on CPU."""
     log_every: int = setting(10, Integer(1))
     """Progress and W&B get metrics every this many iterations (never changes results)."""
     cg_iters: int = setting(10, Integer(1))

@@ -33,6 +33,7 @@ from vecpg.training.execute import (
     whole_run_from_key_data,
 )
 from vecpg.training.trainer import init_train_state, make_batch, make_pieces, make_train
+from vecpg.training.xla_options import program_options
 
 
 def lane_inputs(cfg: TrainConfig, num_runs: int) -> tuple:
@@ -88,7 +89,9 @@ def env_ceiling(cfg: TrainConfig, iterations: int, repeats: int) -> dict[str, fl
     one = functools.partial(ceiling_lane, env, cfg.num_envs, cfg.num_steps, iterations)
     sharding = runs_sharding()
     t0 = time.perf_counter()
-    fn = jax.jit(jax.vmap(one), in_shardings=sharding).lower(keys).compile()
+    options = program_options(cfg)  # the trainer's options: a fair ratio
+    jitted = jax.jit(jax.vmap(one), in_shardings=sharding, compiler_options=options)
+    fn = jitted.lower(keys).compile()
     compile_s = time.perf_counter() - t0
     run_s = median_time(lambda: fn(keys), repeats)
     return {
@@ -174,6 +177,7 @@ def logging_overhead(cfg: TrainConfig, num_runs: int, repeats: int) -> dict[str,
     bare = jax.jit(
         functools.partial(whole_run_from_key_data, make_train(cfg.static()), cfg.num_iterations),
         in_shardings=runs_sharding(),
+        compiler_options=program_options(cfg),
     )
     with_cb = compiled_train(cfg.static(), args[0].shape[0], callback=True)
     out: dict[str, Any] = {
@@ -224,9 +228,10 @@ def phase_timings(cfg: TrainConfig, repeats: int) -> dict[str, float]:
         )
         return traj[1]
 
-    roll_fn = jax.jit(roll)
-    batch_fn = jax.jit(lambda params, traj: make_batch(p.agent, params, traj, hp, normalize=norm))
-    update = jax.jit(lambda k, params, a, b: p.updater.update(k, params, a, b, hp)[0])
+    jit = functools.partial(jax.jit, compiler_options=program_options(static))
+    roll_fn = jit(roll)
+    batch_fn = jit(lambda params, traj: make_batch(p.agent, params, traj, hp, normalize=norm))
+    update = jit(lambda k, params, a, b: p.updater.update(k, params, a, b, hp)[0])
     traj = roll_fn(state.params, state.env_state, key)
     batch = batch_fn(state.params, traj)
     return {
@@ -276,9 +281,10 @@ def trust_region_cost(cfg: TrainConfig, repeats: int) -> dict[str, float]:
     def surrogate_grad(p):
         return ravel_pytree(jax.grad(lambda q: objectives.surrogate(agent, q, batch))(p))[0]
 
-    pg = jax.jit(surrogate_grad)
-    fvp = jax.jit(lambda p, v: matvec(p)(v))
-    cg = jax.jit(lambda p, g: conjugate_gradient(matvec(p), g, cfg.cg_iters).x)
+    jit = functools.partial(jax.jit, compiler_options=program_options(cfg))
+    pg = jit(surrogate_grad)
+    fvp = jit(lambda p, v: matvec(p)(v))
+    cg = jit(lambda p, g: conjugate_gradient(matvec(p), g, cfg.cg_iters).x)
     g = pg(params)
     out = {
         "pg_s": median_time(lambda: pg(params), repeats),

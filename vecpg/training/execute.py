@@ -27,6 +27,7 @@ from vecpg.config import HPARAM_FIELDS, HParams, StaticConfig
 from vecpg.envs.quiet import third_party_quiet
 from vecpg.training.sharding import ENVS, RUNS
 from vecpg.training.trainer import TrainFns, make_train
+from vecpg.training.xla_options import program_options
 
 
 class LaneOutput(NamedTuple):
@@ -163,7 +164,8 @@ def compiled_train(
     sharding = runs_sharding(env_devices)
     fns = train_fns(static, callback)
     fn = functools.partial(whole_run_from_key_data, fns, static.num_iterations)
-    jitted = jax.jit(fn, in_shardings=sharding, out_shardings=sharding)
+    options = program_options(static)
+    jitted = jax.jit(fn, in_shardings=sharding, out_shardings=sharding, compiler_options=options)
     with jax.set_mesh(runs_mesh(env_devices)), third_party_quiet():
         return jitted.lower(*abstract_inputs(num_runs, sharding)).compile()
 
@@ -176,11 +178,13 @@ def compiled_chunk(static: StaticConfig, num_runs: int, length: int, env_devices
     replicated = NamedSharding(sharding.mesh, PartitionSpec())
     fns = train_fns(static)
     keys, hp, lanes = abstract_inputs(num_runs, sharding)
+    options = program_options(static)
     with jax.set_mesh(runs_mesh(env_devices)), third_party_quiet():
         init = jax.jit(
             functools.partial(init_from_key_data, fns),
             in_shardings=sharding,
             out_shardings=sharding,
+            compiler_options=options,
         ).lower(keys, hp)
         state = jax.tree.map(
             lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding),
@@ -191,6 +195,7 @@ def compiled_chunk(static: StaticConfig, num_runs: int, length: int, env_devices
             in_shardings=(sharding, sharding, sharding, replicated),
             out_shardings=sharding,
             donate_argnums=0,
+            compiler_options=options,
         ).lower(state, hp, lanes, jax.ShapeDtypeStruct((), jnp.int32, sharding=replicated))
     return init.compile(), run.compile()
 

@@ -1,0 +1,59 @@
+"""Per-program XLA options: CPU fast math keeps NaN/inf semantics, reaches the training
+program, and is chosen by the config (off: XLA's IEEE-strict defaults)."""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import vecpg
+from vecpg.training.xla_options import (
+    CPU_FAST_MATH,
+    GPU_NO_AUTOTUNE,
+    compiler_options,
+    known_options,
+)
+
+
+def test_options_follow_flags_and_backend():
+    assert compiler_options(True, backend="cpu") == CPU_FAST_MATH
+    assert compiler_options(False, backend="cpu") is None
+    assert compiler_options(True, gpu_autotune=False, backend="cpu") == CPU_FAST_MATH
+    assert compiler_options(True, gpu_autotune=True, backend="gpu") is None
+    assert compiler_options(True, gpu_autotune=False, backend="gpu") == GPU_NO_AUTOTUNE
+
+
+def test_unknown_options_are_dropped():
+    """An option a future XLA no longer knows must not break every compile."""
+    wanted = (("xla_cpu_enable_fast_math", True), ("xla_cpu_no_such_option_here", True))
+    assert known_options(wanted) == (("xla_cpu_enable_fast_math", True),)
+
+
+def test_fast_math_keeps_nan_inf_and_division():
+    """What the non-finite guard and the log-probabilities rely on, compiled both ways."""
+
+    def guard(x):
+        y = x * 3.0 + 1.0
+        ok = jnp.isfinite(y)
+        return ok, jnp.where(ok, y, 0.0), jnp.log(x), 1.0 / x, jnp.max(y)
+
+    x = jnp.array([jnp.nan, jnp.inf, -jnp.inf, 0.0, 2.0], jnp.float32)
+    fast = jax.jit(guard, compiler_options=CPU_FAST_MATH)(x)
+    strict = jax.jit(guard)(x)
+    np.testing.assert_array_equal(fast[0], [False, False, False, True, True])
+    np.testing.assert_array_equal(fast[1], [0.0, 0.0, 0.0, 1.0, 7.0])
+    for a, b in zip(fast, strict, strict=True):
+        np.testing.assert_array_equal(a, b)  # NaN where strict has NaN, inf where inf
+    assert np.isnan(fast[4])  # a max over a NaN stays NaN
+
+
+def test_flag_reaches_the_training_program():
+    """Fast math moves the last bits (so the option is applied) and nothing more: the
+    first iteration agrees to float tolerance with the IEEE-strict program."""
+    cfg = vecpg.TrainConfig(env="gymnax/CartPole-v1", num_envs=8, num_steps=32, total_steps=3 * 256)
+    fast = vecpg.train(cfg, seeds=[0]).metrics
+    strict = vecpg.train(dataclasses.replace(cfg, cpu_fast_math=False), seeds=[0]).metrics
+    assert any(not np.array_equal(fast[k], strict[k]) for k in fast)
+    for k in ("kl", "value_loss", "policy_loss", "entropy"):
+        np.testing.assert_allclose(fast[k][:, 0], strict[k][:, 0], rtol=1e-4, atol=1e-7)
