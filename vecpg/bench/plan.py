@@ -52,6 +52,11 @@ class BenchPlan:
     """PPO epochs per batch."""
     num_minibatches: int = 4
     """Minibatches per epoch (update-to-data ratio = epochs x minibatches)."""
+    cpu_fast_math: bool = True
+    """vecpg's programs with the config's cpu_fast_math (Brax PPO, a peer, always compiles
+    with XLA's defaults; XLA_FLAGS gives both the same options)."""
+    gpu_autotune: bool = False
+    """vecpg's programs with XLA's GPU autotuning (the config's gpu_autotune)."""
     iterations: int = 10
     """Training iterations per timed call."""
     repeats: int = 3
@@ -133,11 +138,14 @@ class BenchPlan:
             update_epochs=self.update_epochs,
             num_minibatches=self.num_minibatches,
             hidden=(64, 64),
+            cpu_fast_math=self.cpu_fast_math,
+            gpu_autotune=self.gpu_autotune,
         )
 
     def scaling_config(self) -> TrainConfig:
         return TrainConfig(
             env=self.scaling_env,
+            backend=self.backend,  # a brax scaling env uses the bench's backend
             num_envs=self.scaling_envs,
             num_steps=self.scaling_steps,
             total_steps=self.iterations * self.scaling_envs * self.scaling_steps,

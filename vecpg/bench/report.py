@@ -28,7 +28,8 @@ def to_markdown(r: dict[str, Any]) -> str:
         f"{s['update_epochs']} epochs x {s['num_minibatches']} minibatches "
         f"(update-to-data ratio {update_to_data(s):g} gradient steps per batch), hidden "
         f"{tuple(s['hidden'])}, {s['cg_iters']} CG iterations; medians of {s['repeats']} runs; "
-        f"{s['iterations']} iterations per timed call, one lane per device.",
+        f"{s['iterations']} iterations per timed call, one lane per device; vecpg "
+        f"{compile_settings(r)} (peers: XLA's defaults).",
     ]
     if "iteration" in r:
         lines += iteration_markdown(r)
@@ -61,6 +62,14 @@ def to_markdown(r: dict[str, Any]) -> str:
     if "vmap_vs_loop" in r:
         lines += ["", vmap_markdown(r["vmap_vs_loop"], VMAP_CONFIG)]
     return "\n".join(lines) + "\n"
+
+
+def compile_settings(r: dict[str, Any]) -> str:
+    """The config's XLA options that apply on this run's machine."""
+    s = r["settings"]
+    if r.get("machine", "").startswith("CPU"):
+        return f"cpu_fast_math={s.get('cpu_fast_math', False)}"
+    return f"gpu_autotune={s.get('gpu_autotune', True)}"
 
 
 def update_to_data(s: dict[str, Any]) -> int:
@@ -132,7 +141,8 @@ def seeds_markdown(r: dict[str, Any]) -> list[str]:
     s = r["settings"]
     lines = [
         "",
-        f"Seeds scaling ({s['scaling_env']}, ppo, {s['scaling_envs']} envs x "
+        f"Seeds scaling ({s['scaling_env']}{physics(s['scaling_env'], s)}, ppo, "
+        f"{s['scaling_envs']} envs x "
         f"{s['scaling_steps']} steps per seed, {s['iterations']} iterations, one vmapped call):",
         "",
         "| seeds | compile (s) | total env steps/s | vs 1 seed | XLA memory (MiB) |",
