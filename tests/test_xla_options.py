@@ -57,3 +57,20 @@ def test_flag_reaches_the_training_program():
     assert any(not np.array_equal(fast[k], strict[k]) for k in fast)
     for k in ("kl", "value_loss", "policy_loss", "entropy"):
         np.testing.assert_allclose(fast[k][:, 0], strict[k][:, 0], rtol=1e-4, atol=1e-7)
+
+
+def test_run_dirs_saved_before_the_fields_keep_their_numerics(tmp_path):
+    """A config.json written before cpu_fast_math/gpu_autotune existed was compiled
+    IEEE-strict with XLA's autotuning: resume and eval must rebuild that program."""
+    import json
+
+    from vecpg.run.rundir import read_config
+
+    old = vecpg.TrainConfig().to_dict()
+    del old["cpu_fast_math"], old["gpu_autotune"]
+    (tmp_path / "config.json").write_text(json.dumps(old))
+    cfg = read_config(tmp_path)
+    assert (cfg.cpu_fast_math, cfg.gpu_autotune) == (False, True)
+    (tmp_path / "config.json").write_text(json.dumps(vecpg.TrainConfig().to_dict()))
+    cfg = read_config(tmp_path)
+    assert (cfg.cpu_fast_math, cfg.gpu_autotune) == (True, False)

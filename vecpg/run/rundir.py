@@ -72,12 +72,18 @@ def scored_final_returns(metrics: dict[str, np.ndarray]) -> np.ndarray:
     return np.where(diverged, worst, final)
 
 
+# Fields added after runs were first saved, with the value those runs' programs were
+# compiled with: a resumed or evaluated old run keeps its numerics.
+LEGACY_FIELDS = {"cpu_fast_math": False, "gpu_autotune": True}
+
+
 def read_config(run_dir: Path) -> TrainConfig:
+    """The run's TrainConfig; fields its config.json predates take `LEGACY_FIELDS`."""
     d = read_json(run_dir, CONFIG_FILE)
     try:
         if not isinstance(d, dict):
             raise ConfigError("not a JSON object")
-        return TrainConfig.from_dict(d)
+        return TrainConfig.from_dict({**LEGACY_FIELDS, **d})
     except (ConfigError, TypeError) as e:
         raise bad_run_dir(run_dir, f"{CONFIG_FILE} is invalid ({e})") from None
 
