@@ -1,7 +1,8 @@
 """Where does vecpg's GPU compile time go, and does XLA's GEMM autotuning pay for itself?
 
 Compiles vecpg's real training program (`compiled_train`) for the bench's hopper
-settings, once with XLA's defaults and once with `xla_gpu_autotune_level=0`, and times
+settings, once with XLA's GPU autotuning (`gpu_autotune=True`) and once without (the
+default since: `xla_gpu_autotune_level=0`, fusion autotuner off), and times
 compile and steady-state run of each; the same for one lane-heavy seeds-scaling
 program. Also times the env-only program pieces (the raw brax step scan, and reset) to
 see how much of the compile is the physics. Run on a GPU:
@@ -25,9 +26,9 @@ from vecpg.bench.timing import machine, median_time
 from vecpg.config import TrainConfig
 from vecpg.envs import make_env_for
 from vecpg.training import execute
+from vecpg.training.xla_options import program_options
 
-NO_AUTOTUNE = {"xla_gpu_autotune_level": 0, "xla_gpu_experimental_enable_fusion_autotuner": False}
-OPTIONS = {"default": None, "no_autotune": NO_AUTOTUNE}
+AUTOTUNE = {"default": True, "no_autotune": False}  # the config's gpu_autotune
 HOPPER = TrainConfig(env="brax/hopper", backend="positional", num_envs=2048, num_steps=32,
                      total_steps=10 * 2048 * 32, hidden=(64, 64))  # fmt: skip
 SCALING = dataclasses.replace(HOPPER, num_envs=128, total_steps=10 * 128 * 32)
@@ -38,21 +39,16 @@ if os.environ.get("TINY"):  # a CPU smoke run of this script
     SCALING = dataclasses.replace(HOPPER, total_steps=2 * 32)
 
 
-def timed_program(cfg: TrainConfig, lanes: int, options: dict | None) -> dict:
+def timed_program(cfg: TrainConfig, lanes: int, autotune: bool) -> dict:
+    cfg = dataclasses.replace(cfg, gpu_autotune=autotune)
     execute.compiled_train.cache_clear()
-    execute.compiler_options = lambda fast_math: options  # the experiment's only knob
     args = lane_inputs(cfg, lanes)
     t0 = time.perf_counter()
-    try:
-        fn = execute.compiled_train(cfg.static(), lanes)
-    except Exception as e:  # an option this XLA does not know: keep the level alone
-        if options is None or "No such compile option" not in str(e):
-            raise
-        print("dropped:", e, flush=True)
-        return timed_program(cfg, lanes, {"xla_gpu_autotune_level": 0})
+    fn = execute.compiled_train(cfg.static(), lanes)
     compile_s = time.perf_counter() - t0
     run_s = median_time(lambda: fn(*args), 3)
     steps_per_s = lanes * cfg.total_steps / run_s
+    options = program_options(cfg)
     return {"options": options, "compile_s": compile_s, "env_steps_per_s": steps_per_s}
 
 
@@ -81,12 +77,12 @@ def main(path: str) -> None:
     res: dict = {"machine": machine(), "jax": jax.__version__}
     res["env_pieces"] = env_pieces(HOPPER)
     print(res, flush=True)
-    for name, opts in OPTIONS.items():
-        res[f"ppo_2048x32_{name}"] = timed_program(HOPPER, 1, opts)
+    for name, autotune in AUTOTUNE.items():
+        res[f"ppo_2048x32_{name}"] = timed_program(HOPPER, 1, autotune)
         print(name, res[f"ppo_2048x32_{name}"], flush=True)
         json.dump(res, open(path, "w"), indent=1)
-    for name, opts in OPTIONS.items():
-        res[f"scaling_64_{name}"] = timed_program(SCALING, 64, opts)
+    for name, autotune in AUTOTUNE.items():
+        res[f"scaling_64_{name}"] = timed_program(SCALING, 64, autotune)
         print(name, res[f"scaling_64_{name}"], flush=True)
         json.dump(res, open(path, "w"), indent=1)
 
