@@ -30,9 +30,8 @@ from vecpg.training.execute import (
     compiled_train,
     plan_lanes,
     runs_sharding,
-    whole_run_from_key_data,
 )
-from vecpg.training.trainer import init_train_state, make_batch, make_pieces, make_train
+from vecpg.training.trainer import init_train_state, make_batch, make_pieces
 from vecpg.training.xla_options import program_options
 
 
@@ -174,11 +173,7 @@ def logging_overhead(cfg: TrainConfig, num_runs: int, repeats: int) -> dict[str,
     from vecpg.run.tracking import WandbLogger, WandbOptions, WandbRunSpec
 
     args = lane_inputs(cfg, num_runs)
-    bare = jax.jit(
-        functools.partial(whole_run_from_key_data, make_train(cfg.static()), cfg.num_iterations),
-        in_shardings=runs_sharding(),
-        compiler_options=program_options(cfg),
-    )
+    bare = compiled_train(cfg.static(), args[0].shape[0])  # the program vecpg runs
     with_cb = compiled_train(cfg.static(), args[0].shape[0], callback=True)
     out: dict[str, Any] = {
         "env": cfg.env,
