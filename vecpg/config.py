@@ -183,10 +183,11 @@ class StaticFields:
     at short budgets it cost ppo most of its learning; experiments/results/parity_brax*)."""
     cpu_fast_math: bool = setting(True, Flag())
     """XLA CPU may reassociate float ops and fuse them into FMAs (NaN/inf, division and
-    exp/log/tanh keep IEEE semantics): ~1.2x env steps/s on brax (BENCHMARKS.md); results
-    change in the last bits. No effect on GPU."""
+    exp/log/tanh keep IEEE semantics): brax hopper (positional) steps 1.3x faster,
+    inverted_pendulum (generalized) no faster (BENCHMARKS.md); results change in the
+    last bits. No effect on GPU."""
     gpu_autotune: bool = setting(False, Flag())
-    """XLA's GEMM/fusion autotuning on GPU: off by default (H100: compiles 10-20% shorter,
+    """XLA's GEMM/fusion autotuning on GPU: off by default (H100: compiles 10-19% shorter,
     env steps/s unchanged; kernels no longer chosen by timing). No effect on CPU."""
     log_every: int = setting(10, Integer(1))
     """Progress and W&B get metrics every this many iterations (never changes results)."""
