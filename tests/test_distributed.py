@@ -148,3 +148,19 @@ def test_unreachable_coordinator_and_mismatched_counts_are_one_line(tmp_path):
     assert c0 == 1 and len(vecpg_errors(err0)) == 1, err0[-2000:]
     assert vecpg_errors(err0)[0].startswith(f"vecpg: error: process 1 of 2 failed: {wrong}")
     assert not (tmp_path / "b").exists()
+
+
+def test_a_peer_failure_line_reaches_stderr_while_a_checkpoint_save_holds_it_back():
+    """The watchdog's stop() ends the process with os._exit; if a checkpoint save holds
+    fd 2 back in a temp file at that moment, the line must still reach the real stderr
+    (it used to vanish, leaving exit code 1 and an empty stderr)."""
+    script = (
+        "from vecpg.run import distributed\n"
+        "from vecpg.training.checkpoint import stderr_held_back\n"
+        "distributed.keep_stderr()\n"
+        "with stderr_held_back():\n"
+        "    distributed.stop('process 1 of 2 stopped responding')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert proc.returncode == 1
+    assert vecpg_errors(proc.stderr) == ["vecpg: error: process 1 of 2 stopped responding"]

@@ -105,6 +105,9 @@ class _State:
     cluster: Cluster | None = None  # what this process joined with (None: alone)
     calls = 0  # agreements made, to keep each launch's keys apart
     watchdog: Watchdog | None = None
+    # A copy of file descriptor 2 as it was at join: a checkpoint save holds fd 2 back
+    # in a temp file (orbax's noise), and a line written there would die with os._exit.
+    stderr_fd: int | None = None
 
 
 def join(cluster: Cluster | None) -> None:
@@ -132,6 +135,7 @@ def join(cluster: Cluster | None) -> None:
             "job (vecpg.join or the cluster= argument) before any other JAX work"
         )
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    keep_stderr()
     joined = threading.Event()
     # JAX ends the process with a C++ trace when the coordinator cannot be joined in
     # time; this timer says why in one line first.
@@ -170,6 +174,12 @@ def join(cluster: Cluster | None) -> None:
         failed(message)
         raise ConfigError(message)
     atexit.register(done)  # before JAX's client shuts down, or the watchdog would cry wolf
+
+
+def keep_stderr() -> None:
+    """Remember where fd 2 points now, so that `stop` reaches it later."""
+    if _State.stderr_fd is None:
+        _State.stderr_fd = os.dup(2)
 
 
 def _not_joined(cluster: Cluster, joined: threading.Event) -> None:
@@ -369,7 +379,10 @@ def _try_get(client: Any, key: str) -> str | None:
 
 def stop(message: str) -> None:
     """Print `message` as vecpg's error line and end this process at once (a compiled
-    call waiting on a dead peer cannot be interrupted)."""
-    print(f"vecpg: error: {message}", file=sys.stderr, flush=True)
+    call waiting on a dead peer cannot be interrupted). The line goes to the stderr the
+    process was started with, even while a checkpoint save holds fd 2 back."""
     sys.stdout.flush()
+    sys.stderr.flush()
+    line = f"vecpg: error: {message}\n".encode()
+    os.write(2 if _State.stderr_fd is None else _State.stderr_fd, line)
     os._exit(1)
