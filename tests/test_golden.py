@@ -2,7 +2,10 @@
 one compiled call) reproduce the recorded metrics bit for bit. Recorded before the
 0.2 restructuring; re-recorded when trpo moved to KL(old || new) and centred advantages
 (ppo's metrics were bit-identical across that re-recording), and when the learning rate
-stopped annealing by default (the code of that day reproduced the previous file first).
+stopped annealing by default (the code of that day reproduced the previous file first),
+and when advantage normalisation moved from the losses to the minibatch builder (every
+series stayed bit-identical but ppo/policy_loss, whose reported value moved by <1e-4
+relative: the gradients, hence the run, did not change).
 
 The file holds for one XLA CPU device: float rounding depends on the device count (even
 with one lane per device), and vecpg uses every core by default, so the recording runs

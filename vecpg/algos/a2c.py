@@ -18,7 +18,16 @@ import jax.numpy as jnp
 import optax
 
 from vecpg.algos import objectives as obj
-from vecpg.algos.base import Batch, Metrics, Nets, OptState, Updater, adam, sgd_step
+from vecpg.algos.base import (
+    Batch,
+    Metrics,
+    Nets,
+    OptState,
+    Updater,
+    adam,
+    normalize_advantage,
+    sgd_step,
+)
 from vecpg.models.networks import Agent, AgentParams
 
 if TYPE_CHECKING:
@@ -29,10 +38,11 @@ DEFAULTS: dict[str, Any] = {"num_envs": 16, "num_steps": 5, "learning_rate": 7e-
 
 
 def pg_loss(nets: Nets, agent: Agent, b: Batch, hp: HParams) -> tuple[jax.Array, Metrics]:
-    """-E[log pi(a|s) A] + vf * value loss - ent * entropy, on the whole batch [N]."""
+    """-E[log pi(a|s) A] + vf * value loss - ent * entropy, on the whole batch [N]
+    (advantages normalised by the caller)."""
     dist = agent.actor.apply(nets.actor, b.obs)
     logp = agent.dist.log_prob(dist, b.action)
-    policy_loss = -jnp.mean(logp * obj.normalize_advantage(b.advantage))
+    policy_loss = -jnp.mean(logp * b.advantage)
     entropy = obj.entropy(agent, dist)
     v_loss = obj.value_loss(agent, nets.critic, b.obs, b.target)
     loss = policy_loss + hp.vf_coef * v_loss - hp.ent_coef * entropy
@@ -65,7 +75,7 @@ def update(
         hp,
         pg_loss,
         (Nets(params.actor, params.critic), state.opt_state),
-        batch,
+        batch._replace(advantage=normalize_advantage(batch.advantage)),
     )
     return (
         dataclasses.replace(params, actor=nets.actor, critic=nets.critic),

@@ -21,11 +21,6 @@ from vecpg.algos.base import Batch
 from vecpg.models.networks import Agent, state_value
 
 
-def normalize_advantage(adv: jax.Array) -> jax.Array:
-    """[N] -> zero mean, unit std (per minibatch)."""
-    return (adv - adv.mean()) / (adv.std() + 1e-8)
-
-
 def log_ratio(agent: Agent, dist: Any, b: Batch) -> jax.Array:
     """[N] log pi_theta'(a|s) - log pi_theta(a|s), with `dist` = pi_theta'(.|s) on b.obs."""
     return agent.dist.log_prob(dist, b.action) - b.log_prob

@@ -44,7 +44,7 @@ def penalized_loss(
     """-(E[r A] - coef * E[KL(pi || pi_old)]) + vf * value loss - ent * entropy, on [M]."""
     dist = agent.actor.apply(nets.actor, mb.obs)
     ratio = jnp.exp(obj.log_ratio(agent, dist, mb))
-    surr = jnp.mean(ratio * obj.normalize_advantage(mb.advantage))
+    surr = jnp.mean(ratio * mb.advantage)
     kl = obj.kl_to_old(agent, dist, mb)
     entropy = obj.entropy(agent, dist)
     v_loss = obj.value_loss(agent, nets.critic, mb.obs, mb.target)

@@ -37,7 +37,7 @@ def clipped_loss(nets: Nets, agent: Agent, mb: Batch, hp: HParams) -> tuple[jax.
     """-E[min(r A, clip(r, 1-eps, 1+eps) A)] + vf * value loss - ent * entropy, on [M]."""
     dist = agent.actor.apply(nets.actor, mb.obs)
     ratio = jnp.exp(obj.log_ratio(agent, dist, mb))
-    policy_loss = -obj.clipped_surrogate(ratio, obj.normalize_advantage(mb.advantage), hp.clip_eps)
+    policy_loss = -obj.clipped_surrogate(ratio, mb.advantage, hp.clip_eps)
     entropy = obj.entropy(agent, dist)
     v_loss = obj.value_loss(agent, nets.critic, mb.obs, mb.target)
     loss = policy_loss + hp.vf_coef * v_loss - hp.ent_coef * entropy
@@ -80,6 +80,7 @@ def update(
         static.update_epochs,
         static.num_minibatches,
         step,
+        normalized_advantages=True,
     )
     return (
         dataclasses.replace(params, actor=nets.actor, critic=nets.critic),

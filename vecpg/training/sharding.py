@@ -27,3 +27,13 @@ def split_envs(tree: Any, axis: int) -> Any:
         return tree
     spec = jax.sharding.PartitionSpec(*([None] * axis), ENVS)
     return jax.tree.map(lambda x: jax.lax.with_sharding_constraint(x, spec), tree)
+
+
+def whole_on_each(tree: Any) -> Any:
+    """One lane's arrays held whole by every device of its "envs" row (a no-op without an
+    "envs" axis of more than one device): work on them runs on each device, without
+    collectives, where GSPMD would otherwise propagate a split from later uses."""
+    if env_shards() <= 1:
+        return tree
+    spec = jax.sharding.PartitionSpec()
+    return jax.tree.map(lambda x: jax.lax.with_sharding_constraint(x, spec), tree)
