@@ -20,20 +20,21 @@ def env_shards() -> int:
 
 def split_envs(tree: Any, axis: int) -> Any:
     """Data parallelism inside a lane: one lane's arrays with their env axis at `axis`
-    constrained to the mesh's "envs" axis, so each device steps its share of the envs
-    and XLA (GSPMD) averages losses, gradients and normaliser statistics across them.
-    Unchanged without an "envs" axis of more than one device."""
-    if env_shards() <= 1:
-        return tree
-    spec = jax.sharding.PartitionSpec(*([None] * axis), ENVS)
-    return jax.tree.map(lambda x: jax.lax.with_sharding_constraint(x, spec), tree)
+    constrained to the mesh's "envs" axis, so each device steps its share of the envs;
+    XLA (GSPMD) reduces statistics across them, and `vecpg.algos.base.mean_grad`
+    averages the gradients. Unchanged without an "envs" axis of more than one device."""
+    return _constrained(tree, jax.sharding.PartitionSpec(*([None] * axis), ENVS))
 
 
 def whole_on_each(tree: Any) -> Any:
     """One lane's arrays held whole by every device of its "envs" row (a no-op without an
     "envs" axis of more than one device): work on them runs on each device, without
     collectives, where GSPMD would otherwise propagate a split from later uses."""
+    return _constrained(tree, jax.sharding.PartitionSpec())
+
+
+def _constrained(tree: Any, spec: jax.sharding.PartitionSpec) -> Any:
+    """`tree` constrained to `spec` when the set mesh splits lanes over devices."""
     if env_shards() <= 1:
         return tree
-    spec = jax.sharding.PartitionSpec()
     return jax.tree.map(lambda x: jax.lax.with_sharding_constraint(x, spec), tree)
