@@ -2,6 +2,7 @@
 
 import dataclasses
 
+import jax
 import numpy as np
 import pytest
 
@@ -51,3 +52,46 @@ def test_compare_errors():
         parse_score_ranges(["gymnax/CartPole-v1=1"])
     assert parse_score_ranges(["a/b=0,10"]) == {"a/b": (0.0, 10.0)}
     assert main(["compare", "/nonexistent/run", "--out", "/tmp/x"]) == 2
+
+
+def test_compare_keys_runs_uniquely_checks_them_and_allows_unequal_seed_counts(two_runs, tmp_path):
+    """Two dirs both named `run` stay two runs (before: silently merged into one row);
+    an edited config.json is refused (before: CartPole numbers reported as Acrobot); runs
+    of 3 and 2 seeds compare (before: `ValueError: all input arrays must have the same
+    shape`)."""
+    import json
+    import shutil
+
+    ppo_res, ppo_dir = two_runs["ppo"]
+    a, b = tmp_path / "dupA" / "run", tmp_path / "dupB" / "run"
+    shutil.copytree(ppo_dir, a)
+    two = dataclasses.replace(  # a second ppo run, of 2 seeds
+        ppo_res,
+        seeds=ppo_res.seeds[:2],
+        metrics={k: v[:2] for k, v in ppo_res.metrics.items()},
+        params=jax.tree.map(lambda x: x[:2], ppo_res.params),
+    )
+    two.save(b)
+    out = tmp_path / "report"
+    assert main(["compare", str(a), str(b), "--out", str(out)]) == 0
+    text = (out / "report.md").read_text()
+    finals = ppo_res.final_returns()
+    assert f"| gymnax/CartPole-v1 | dupA/run | 3 | {stats.iqm(finals[:, None]):.2f} |" in text
+    assert f"| gymnax/CartPole-v1 | dupB/run | 2 | {stats.iqm(finals[:2, None]):.2f} |" in text
+    poi = stats.probability_of_improvement(finals[:, None], finals[:2, None])
+    assert f"| dupA/run | - | {poi:.2f} |" in text
+
+    edited = tmp_path / "edited"
+    shutil.copytree(ppo_dir, edited)
+    cfg = json.loads((edited / "config.json").read_text())
+    (edited / "config.json").write_text(json.dumps({**cfg, "env": "gymnax/Acrobot-v1"}))
+    with pytest.raises(vecpg.ConfigError, match="config.json names env 'gymnax/Acrobot-v1'"):
+        vecpg.load(edited)
+    (edited / "config.json").write_text(json.dumps({**cfg, "num_steps": 8}))
+    with pytest.raises(vecpg.ConfigError, match="implies 20 iterations of 32 steps"):
+        vecpg.load(edited)
+    assert main(["compare", str(edited), str(a), "--out", str(tmp_path / "r2")]) == 2
+    with pytest.raises(vecpg.ConfigError, match="given twice"):
+        from vecpg.analysis.compare import collect
+
+        collect([str(a), str(a)])

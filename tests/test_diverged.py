@@ -60,3 +60,62 @@ def test_scoring_never_lets_a_diverged_seed_raise_a_config():
     np.testing.assert_array_equal(scored, [[-300.0, -200.0], [-400.0, -400.0]])
     np.testing.assert_array_equal(diverged_at({"episode_return": ret, "diverged": flag}),
                                   [[-1, -1], [6, -1]])  # fmt: skip
+
+
+def test_a_config_scores_from_its_own_seeds_whatever_else_is_in_the_sweep():
+    """Adding a grid point (here one far worse, with a diverged seed) leaves every other
+    point's scores unchanged: the floor of a diverged seed is its own config's."""
+    ret = np.array([[[-300.0] * 10, [-200.0] * 10], [[-150.0] * 10, [-250.0] * 10]])
+    flag = np.zeros_like(ret)
+    flag[0, 1, 4:] = 1.0  # point 0's second seed diverges
+    base = scored_final_returns({"episode_return": ret, "diverged": flag})
+    np.testing.assert_array_equal(base, [[-300.0, -300.0], [-150.0, -250.0]])
+    worse = np.full((1, 2, 10), -1500.0)
+    worse_flag = np.zeros_like(worse)
+    worse_flag[0, 0, 2:] = 1.0
+    grown = scored_final_returns(
+        {"episode_return": np.concatenate([ret, worse]),
+         "diverged": np.concatenate([flag, worse_flag])}
+    )  # fmt: skip
+    np.testing.assert_array_equal(grown[:2], base)
+    np.testing.assert_array_equal(grown[2], [-1500.0, -1500.0])
+
+
+def test_no_score_before_an_episode_and_none_for_an_all_diverged_config():
+    nan = np.nan
+    # seed 0 finishes its first episode at iteration 3; seed 1 never does
+    ret = np.array([[nan, nan, nan, -90.0, -80.0, -70.0, -60.0, -50.0, -40.0, -30.0],
+                    [nan] * 10])  # fmt: skip
+    scored = scored_final_returns({"episode_return": ret, "diverged": np.zeros_like(ret)})
+    assert scored[0] == -30.0 and np.isnan(scored[1])
+    everyone = np.ones_like(ret)
+    scored = scored_final_returns({"episode_return": ret, "diverged": everyone})
+    assert np.isnan(scored).all()
+
+
+def test_an_all_diverged_run_is_reported_as_diverged_and_never_ranks_first(tmp_path, capsys):
+    """Pendulum at lr 1e30: both seeds diverge at iteration 0 and no episode ever ends.
+    Before, final_return_mean was 0.0, above any real Pendulum policy (about -150), and
+    `vecpg compare` ranked it first."""
+    bad, good = tmp_path / "bad", tmp_path / "good"
+    assert main(["train", *PENDULUM, "--learning-rate", "1e30", "--out", str(bad)]) == 0
+    printed = capsys.readouterr().out
+    assert "diverged: all 2 seeds, no score" in printed
+    summary = json.loads((bad / "summary.json").read_text())
+    assert summary["all_diverged"] is True and summary["final_return_mean"] is None
+    assert summary["final_return_per_seed"] == [None, None]
+    ret = np.load(bad / "metrics.npz")["episode_return"]
+    assert np.isnan(ret).all()  # no episode finished, so no value was ever reported
+
+    assert main(["train", *PENDULUM, "--out", str(good)]) == 0
+    healthy = json.loads((good / "summary.json").read_text())
+    assert healthy["final_return_mean"] < 0 and not healthy["all_diverged"]
+    # The first iterations (50 steps of a 200-step episode) have no return yet: NaN.
+    ret = np.load(good / "metrics.npz")["episode_return"]
+    assert np.isnan(ret[:, :3]).all() and np.isfinite(ret[:, 4:]).all()
+
+    report = tmp_path / "report"
+    assert main(["compare", str(bad), str(good), "--out", str(report)]) == 0
+    text = (report / "report.md").read_text()
+    assert "| gymnax/Pendulum-v1 | bad | 2 | diverged |" in text
+    assert "| bad | - | 0.00 |" in text and "| good | 1.00 | - |" in text

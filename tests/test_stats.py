@@ -65,7 +65,45 @@ def test_curve_band_is_a_bootstrap_interval_inside_the_observed_returns():
     mean, lo, hi = mean_bootstrap_curve(x, reps=4000)
     np.testing.assert_allclose(mean, x.mean(0))
     assert np.all(hi <= x.max(0)) and np.all(lo >= x.min(0)) and np.all(lo <= mean)
-    assert mean_ci95(x[:, 0])[2] > 500.0  # what the old band did
+    # summaries use the same interval (a Student-t one went above 500 here)
+    one = mean_bootstrap_curve(x[:, :1])
+    assert mean_ci95(x[:, 0]) == pytest.approx((one[0][0], one[1][0], one[2][0]))
+    assert mean_ci95(x[:, 0])[2] <= 500.0
     ref = scipy.stats.bootstrap((x[:, 0],), np.mean, n_resamples=4000, method="percentile",
                                 random_state=1).confidence_interval  # fmt: skip
     np.testing.assert_allclose([lo[0], hi[0]], [ref.low, ref.high], atol=12.0)
+
+
+def test_nan_means_no_score_and_is_left_out_everywhere(scores):
+    """A NaN score (no finished episode, an all-diverged config, padding) is left out:
+    every statistic equals the one computed on the scored runs alone, and a task with
+    fewer runs (NaN-padded) gives what rliable gives on the ragged dict."""
+    a, b = scores
+    ragged = np.full((12, 3), np.nan)
+    ragged[:10] = a
+    ragged[:7, 1] = b[:7, 1]
+    ragged[7:, 1] = np.nan
+    cols = [ragged[~np.isnan(ragged[:, t]), t] for t in range(3)]
+    assert stats.iqm(ragged) == pytest.approx(scipy_trim_mean(np.concatenate(cols)), rel=1e-12)
+    assert stats.aggregate_mean(ragged) == pytest.approx(np.mean([c.mean() for c in cols]))
+    assert stats.aggregate_median(ragged) == pytest.approx(np.median([c.mean() for c in cols]))
+    # P(X > Y) per task on the scored runs only: task 1 of `ragged` has 7 runs
+    want = np.mean(
+        [(c[:, None] > b[None, :, t]).mean() + 0.5 * (c[:, None] == b[None, :, t]).mean()
+         for t, c in enumerate(cols)]
+    )  # fmt: skip
+    assert stats.probability_of_improvement(ragged, b) == pytest.approx(want, rel=1e-12)
+    lo, hi = stats.stratified_bootstrap_ci(ragged, stats.iqm)
+    assert min(np.concatenate(cols)) <= lo < stats.iqm(ragged) < hi <= max(np.concatenate(cols))
+    assert np.isnan(stats.iqm(np.full((3, 1), np.nan)))
+    assert np.isnan(stats.probability_of_improvement(np.full((3, 1), np.nan), b[:, :1]))
+    assert np.isnan(stats.stratified_bootstrap_ci(np.full((3, 1), np.nan), stats.iqm)[0])
+    assert all(np.isnan(v) for v in stats.mean_ci95(np.full(4, np.nan)))
+    mean, lo1, hi1 = stats.mean_ci95(np.array([np.nan, 1.0, 3.0, np.nan]))
+    assert mean == 2.0 and 1.0 <= lo1 <= hi1 <= 3.0
+
+
+def scipy_trim_mean(x):
+    import scipy.stats
+
+    return scipy.stats.trim_mean(x, 0.25)

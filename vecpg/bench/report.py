@@ -133,7 +133,8 @@ def many_seeds_markdown(m: dict[str, Any]) -> list[str]:
         f"{m['seeds']} seeds of ppo on {m['env']} x {m['steps_per_seed']:,} steps each, one "
         f"`vecpg.train` call: wall {m['wall_s']:.1f} s (compile {m['compile_s']:.1f} s), "
         f"{m['env_steps_per_s']:,.0f} env steps/s while running, {m['solved']} of "
-        f"{m['seeds']} seeds with a final return >= {m['solved_at']:g}.",
+        f"{m['seeds']} seeds with a final return >= {m['solved_at']:g} "
+        f"({m.get('diverged', 0)} diverged, never counted as solved).",
     ]
 
 

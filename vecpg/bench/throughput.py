@@ -146,13 +146,15 @@ def seeds_scaling(
 
 def many_seeds(cfg: TrainConfig, num_seeds: int, solved_at: float = 475.0) -> dict[str, Any]:
     """`num_seeds` seeds of cfg in one `vecpg.train` call: wall time (compile included),
-    env steps/s while running, and how many seeds end at or above `solved_at`."""
+    env steps/s while running, and how many seeds end at or above `solved_at` (a diverged
+    seed never counts as solved: the run's own scoring, `Results.final_returns`)."""
     from vecpg.run.api import train
 
     t0 = time.perf_counter()
     res = train(cfg, seeds=num_seeds)
     wall_s = time.perf_counter() - t0
-    final = res.metrics["episode_return"][:, -1]
+    final = res.final_returns()
+    diverged = res.diverged()
     return {
         "env": cfg.env,
         "seeds": num_seeds,
@@ -161,7 +163,10 @@ def many_seeds(cfg: TrainConfig, num_seeds: int, solved_at: float = 475.0) -> di
         "compile_s": res.compile_s,
         "env_steps_per_s": float(res.summary()["env_steps_per_s"]),
         "solved_at": solved_at,
-        "solved": int(np.sum(final >= solved_at)),
+        "solved": int(
+            sum(r >= solved_at for s, r in zip(res.seeds, final, strict=True) if s not in diverged)
+        ),
+        "diverged": len(diverged),
     }
 
 

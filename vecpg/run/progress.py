@@ -66,7 +66,8 @@ def latest(buffer: dict[str, np.ndarray], iteration: int, name: str) -> float:
 class ProgressReporter:
     """Collects per-lane values; when every lane of the current call has reported an
     iteration, shows env steps, steps/s (all lanes), ETA, and the mean and best return
-    across lanes. A rich progress bar on a terminal, plain lines every 5 s otherwise."""
+    across the lanes that have a return and never diverged (diverged lanes are counted
+    apart). A rich progress bar on a terminal, plain lines every 5 s otherwise."""
 
     def __init__(self, num_lanes: int, total_steps_per_lane: int, rich: bool | None = None):
         self.num_lanes = num_lanes
@@ -75,6 +76,7 @@ class ProgressReporter:
         self._expected = num_lanes
         self._pending: dict[int, list[float]] = {}
         self._returns: dict[int, float] = {}
+        self._diverged: set[int] = set()
         self._start = time.perf_counter()
         self._steps_at_start = 0
         self._last_plain = -1.0
@@ -88,22 +90,30 @@ class ProgressReporter:
         ret = latest(buffer, iteration, "episode_return")
         with _lock:
             self._returns[lane] = ret
+            if "diverged" in buffer and latest(buffer, iteration, "diverged") > 0:
+                self._diverged.add(lane)
             vals = self._pending.setdefault(iteration, [])
             vals.append(ret)
             if len(vals) < self._expected:
                 return
             del self._pending[iteration]
-            returns = np.array(list(self._returns.values()))
-        self.show(int(latest(buffer, iteration, "env_steps")), returns)
+            healthy = [r for k, r in self._returns.items() if k not in self._diverged]
+            returns = np.array([r for r in healthy if not np.isnan(r)])
+            diverged = len(self._diverged)
+        self.show(int(latest(buffer, iteration, "env_steps")), returns, diverged)
 
-    def show(self, env_steps: int, returns: np.ndarray) -> None:
+    def show(self, env_steps: int, returns: np.ndarray, diverged: int = 0) -> None:
+        """returns: of the lanes with a return that never diverged (maybe none)."""
         elapsed = max(time.perf_counter() - self._start, 1e-9)
         sps = max(env_steps * self.num_lanes - self._steps_at_start, 0) / elapsed
         eta = (self.total - env_steps) * self.num_lanes / max(sps, 1e-9)
-        text = (
-            f"steps {env_steps:,}/{self.total:,}  {sps:,.0f} steps/s  ETA {eta:4.0f}s  "
-            f"return mean {returns.mean():8.2f}  best {returns.max():8.2f}"
-        )
+        text = f"steps {env_steps:,}/{self.total:,}  {sps:,.0f} steps/s  ETA {eta:4.0f}s  "
+        if returns.size:
+            text += f"return mean {returns.mean():8.2f}  best {returns.max():8.2f}"
+        else:
+            text += "no episode finished yet" if not diverged else "no healthy lane"
+        if diverged:
+            text += f"  ({diverged} diverged, left out)"
         self.lines.append(text)
         if self._bar is not None:
             progress, task = self._bar

@@ -39,13 +39,25 @@ from vecpg.run.files import (
 )
 
 FINAL_FRACTION = 0.1  # final return = mean episode_return over the last 10% of iterations
-DIVERGED_SCORING = "a diverged seed scores the lowest final return of any seed in the {}"
+DIVERGED_SCORING = (
+    "a diverged seed scores the lowest final return of any seed of its own config (its own "
+    "last finite value included); a config whose seeds all diverged has no score (null), "
+    "is reported as diverged and ranks below every config with a score"
+)
+NO_EPISODE = "a seed none of whose episodes finished has no score (null) and is left out"
 
 
 def final_returns(episode_return: np.ndarray) -> np.ndarray:
-    """[..., iterations] -> [...] mean over the last FINAL_FRACTION of iterations."""
+    """[..., iterations] -> [...] mean over the last FINAL_FRACTION of iterations of the
+    iterations that have a return (NaN before a lane's first finished episode); NaN when
+    none has."""
     k = max(1, int(round(episode_return.shape[-1] * FINAL_FRACTION)))
-    return episode_return[..., -k:].mean(axis=-1)
+    window = episode_return[..., -k:].astype(np.float64)
+    valid = ~np.isnan(window)
+    count = valid.sum(axis=-1)
+    total = np.where(valid, window, 0.0).sum(axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / np.maximum(count, 1), np.nan)
 
 
 def diverged_at(metrics: dict[str, np.ndarray]) -> np.ndarray:
@@ -60,16 +72,24 @@ def diverged_at(metrics: dict[str, np.ndarray]) -> np.ndarray:
 
 
 def scored_final_returns(metrics: dict[str, np.ndarray]) -> np.ndarray:
-    """Final returns [...] in which every diverged lane is scored as the lowest final
-    return of any lane in `metrics` (its own last finite value included): a diverged
-    seed can never raise its config's mean, IQM, CI or rank."""
+    """Final returns [..., seeds] (metrics [..., seeds, iterations]; the seeds of one
+    config share the last axis) scored so that no diverged seed can help its config:
+
+    - a diverged seed scores the lowest finite final return of its own config's seeds,
+      its own last finite value included (never another config's: a config's score does
+      not depend on what else is in the sweep);
+    - a config whose seeds all diverged has no score: every seed is NaN;
+    - a seed without any finished episode is NaN (no score) as well.
+
+    Every statistic in `vecpg.analysis.stats` leaves NaN out."""
     final = final_returns(metrics["episode_return"])
     diverged = diverged_at(metrics) >= 0
-    if not diverged.any():
-        return final
-    finite = final[np.isfinite(final)]
-    worst = finite.min() if finite.size else -np.inf
-    return np.where(diverged, worst, final)
+    with np.errstate(invalid="ignore"):
+        floor = np.min(np.where(np.isfinite(final), final, np.inf), axis=-1, keepdims=True)
+    floor = np.where(np.isinf(floor), np.nan, floor)
+    scored = np.where(diverged, floor, final)
+    all_diverged = diverged.all(axis=-1, keepdims=True)
+    return np.where(all_diverged, np.nan, scored)
 
 
 # Fields added after runs were first saved, with the value those runs' programs were
@@ -123,8 +143,9 @@ class Results:
     figure = "curves.png"  # the picture W&B's aggregate run gets
 
     def final_returns(self) -> np.ndarray:
-        """[seeds] mean episode_return over the last 10% of iterations; a diverged seed
-        is scored as the lowest of any seed (see `scored_final_returns`)."""
+        """[seeds] mean episode_return over the last 10% of iterations, scored by
+        `scored_final_returns`: a diverged seed scores the lowest of this run's seeds,
+        and NaN (no score) when every seed diverged or a seed finished no episode."""
         return scored_final_returns(self.metrics)
 
     def diverged(self) -> dict[int, int]:
@@ -132,18 +153,26 @@ class Results:
         at = diverged_at(self.metrics)
         return {s: int(i) for s, i in zip(self.seeds, at, strict=True) if i >= 0}
 
+    def all_diverged(self) -> bool:
+        """Every seed diverged: the run has no score and never ranks above anything."""
+        return len(self.diverged()) == len(self.seeds)
+
     def summary(self) -> dict[str, Any]:
         final, diverged = self.final_returns(), self.diverged()
         mean, lo, hi = mean_ci95(final)
         iterations = self.iterations_run or self.config.num_iterations
         steps = iterations * self.config.batch_size * len(self.seeds)
+        no_score = [s for s, r in zip(self.seeds, final, strict=True) if np.isnan(r)]
         return {
             "env": self.config.env,
             "algo": self.config.algo,
             "seeds": self.seeds,
             "final_return_mean": float(mean),
             "final_return_ci95": [float(lo), float(hi)],
+            "final_return_ci95_method": "percentile bootstrap of the mean over seeds",
             "final_return_per_seed": [float(x) for x in final],
+            "all_diverged": self.all_diverged(),
+            "seeds_without_score": [] if self.all_diverged() else no_score,
             "env_steps_per_seed": int(self.metrics["env_steps"][0, -1]),
             "compile_s": self.compile_s,
             "run_s": self.run_s,
@@ -154,7 +183,8 @@ class Results:
             "nonfinite_total": int(self.metrics["nonfinite"].sum()),
             "diverged_seeds": sorted(diverged),
             "diverged_at_iteration": {str(s): i for s, i in diverged.items()},
-            "diverged_scoring": DIVERGED_SCORING.format("run"),
+            "diverged_scoring": DIVERGED_SCORING,
+            "no_score": NO_EPISODE,
         }
 
     def save(
@@ -175,6 +205,24 @@ class Results:
         (d / SUMMARY_FILE).write_text(dumps(self.summary()))
 
 
+def check_metrics_match(
+    run_dir: Path, config: TrainConfig, seeds: list[int], metrics: dict[str, np.ndarray]
+) -> None:
+    """One line unless metrics.npz is what config.json's run writes: episode_return
+    [..., seeds, iterations] with env_steps ending at iterations x batch."""
+    ret, steps = metrics.get("episode_return"), metrics.get("env_steps")
+    if ret is None or steps is None or ret.ndim < 2 or ret.shape[-2] != len(seeds):
+        raise bad_run_dir(run_dir, "metrics.npz lacks episode_return/env_steps per seed")
+    want = (config.num_iterations, config.num_iterations * config.batch_size)
+    got = (ret.shape[-1], int(np.ravel(steps[..., -1])[0]))
+    if got != want:
+        raise bad_run_dir(
+            run_dir,
+            f"config.json implies {want[0]} iterations of {config.batch_size} steps but "
+            f"metrics.npz holds {got[0]} ending at {got[1]} steps: config.json was edited",
+        )
+
+
 def _params_template(config: TrainConfig, spec: EnvSpec, num_seeds: int) -> AgentParams:
     agent = make_agent(spec, config.hidden, config.activation, config.torso)
     one = init_agent_params(agent, jax.random.key(0))
@@ -191,6 +239,13 @@ def load(run_dir: str | os.PathLike) -> Results:
     except (KeyError, TypeError, ValueError):
         raise bad_run_dir(run_dir, "spec.json is invalid") from None
     seeds, metrics = read_metrics(run_dir / "metrics.npz")
+    if spec.name != config.env:
+        raise bad_run_dir(
+            run_dir,
+            f"config.json names env {config.env!r} but the run trained on {spec.name!r} "
+            "(spec.json): config.json was edited",
+        )
+    check_metrics_match(run_dir, config, seeds, metrics)
     summary = read_json(run_dir, SUMMARY_FILE)
     try:
         raw = (run_dir / "params.msgpack").read_bytes()
@@ -220,29 +275,32 @@ class SweepResults:
     figure = "ranking.png"
 
     def final_returns(self) -> np.ndarray:
-        """[grid, seeds] mean episode_return over the last 10% of iterations; a diverged
-        seed is scored as the lowest of any seed of the sweep (`scored_final_returns`)."""
+        """[grid, seeds] mean episode_return over the last 10% of iterations, scored per
+        grid point by `scored_final_returns` (a diverged seed scores the lowest of its own
+        point's seeds; NaN: no score)."""
         return scored_final_returns(self.metrics)
 
     def ranking(self) -> list[dict]:
         """Grid points ranked by IQM of final return, with 95% stratified-bootstrap CIs.
-        Points whose seeds all diverged rank last; `diverged_seeds` lists each point's."""
+        Points whose seeds all diverged have no score (IQM null) and rank last;
+        `diverged_seeds` lists each point's."""
         rows = []
         at = diverged_at(self.metrics)
         for point, final, first in zip(self.points, self.final_returns(), at, strict=True):
             lo, hi = stratified_bootstrap_ci(final[:, None], iqm)
             mean, _, _ = mean_ci95(final)
+            diverged = [s for s, i in zip(self.seeds, first, strict=True) if i >= 0]
             rows.append(
                 {
                     **point,
                     "iqm": float(iqm(final[:, None])),
                     "iqm_ci95": [lo, hi],
                     "mean": mean,
-                    "diverged_seeds": [s for s, i in zip(self.seeds, first, strict=True) if i >= 0],
+                    "diverged_seeds": diverged,
+                    "all_diverged": len(diverged) == len(self.seeds),
                 }
             )
-        n = len(self.seeds)
-        return sorted(rows, key=lambda r: (len(r["diverged_seeds"]) == n, -r["iqm"]))
+        return sorted(rows, key=rank_key)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -253,7 +311,8 @@ class SweepResults:
             "num_devices": self.num_devices,
             "devices_per_lane": self.devices_per_lane,
             "num_calls": self.num_calls,
-            "diverged_scoring": DIVERGED_SCORING.format("sweep"),
+            "diverged_scoring": DIVERGED_SCORING,
+            "no_score": NO_EPISODE,
         }
 
     def save(
@@ -282,8 +341,10 @@ def load_sweep(run_dir: str | os.PathLike) -> SweepResults:
     seeds, metrics = read_metrics(run_dir / "metrics.npz")
     summary = read_json(run_dir, SUMMARY_FILE)
     points = read_json(run_dir, "grid.json")
+    config = read_config(run_dir)
+    check_metrics_match(run_dir, config, seeds, metrics)
     return SweepResults(
-        read_config(run_dir),
+        config,
         points,
         seeds,
         metrics,
@@ -293,6 +354,17 @@ def load_sweep(run_dir: str | os.PathLike) -> SweepResults:
         summary["num_calls"],
         summary.get("devices_per_lane", 1),
     )
+
+
+def rank_key(row: dict) -> tuple[bool, bool, float]:
+    """Best first: every scored row before any unscored one (all seeds diverged, or no
+    finished episode), all-diverged rows last; then by IQM."""
+    score = row["iqm"]
+    scored = score is not None and np.isfinite(score)
+    return (bool(row.get("all_diverged")), not scored, -score if scored else 0.0)
+
+
+STAT_KEYS = ("iqm", "iqm_ci95", "mean", "diverged_seeds", "all_diverged")
 
 
 def ranking_markdown(ranking: list[dict], num_seeds: int | None = None) -> str:
@@ -305,21 +377,26 @@ def ranking_markdown(ranking: list[dict], num_seeds: int | None = None) -> str:
     for i, r in enumerate(ranking, 1):
         vals = " | ".join(f"{r[n]:g}" for n in names)
         lo, hi = r["iqm_ci95"]
-        line = f"| {i} | {vals} | {r['iqm']:.2f} | {lo:.2f} .. {hi:.2f} |"
+        if r.get("all_diverged"):
+            line = f"| {i} | {vals} | diverged | - |"
+        elif r["iqm"] is None or not np.isfinite(r["iqm"]):
+            line = f"| {i} | {vals} | no score | - |"
+        else:
+            line = f"| {i} | {vals} | {r['iqm']:.2f} | {lo:.2f} .. {hi:.2f} |"
         if any_diverged:
             k = len(r.get("diverged_seeds", []))
             line += f" {k} of {num_seeds} seeds |" if num_seeds else f" {k} seeds |"
         lines.append(line)
     note = (
-        "\nA diverged seed is scored as the lowest final return of any seed of the sweep; "
-        "a config whose seeds all diverged ranks last.\n"
+        "\nA diverged seed is scored as the lowest final return of its own config's seeds; "
+        "a config whose seeds all diverged has no score and ranks last.\n"
     )
     return "\n".join(lines) + "\n" + (note if any_diverged else "")
 
 
 def grid_fields(row: dict) -> list[str]:
     """The grid-point names of a ranking row (not its statistics)."""
-    return [k for k in row if k not in ("iqm", "iqm_ci95", "mean", "diverged_seeds")]
+    return [k for k in row if k not in STAT_KEYS]
 
 
 class SavedPolicies(NamedTuple):
@@ -360,6 +437,15 @@ def load_policy(run_dir: str | os.PathLike, seed: int = 0) -> Callable[[np.ndarr
         return jnp.clip(a, spec.action_low, spec.action_high)
 
     def policy(obs: np.ndarray) -> np.ndarray:
-        return np.asarray(act(jnp.asarray(obs, jnp.float32)))
+        try:
+            x = np.asarray(obs, np.float32)
+        except (TypeError, ValueError):
+            raise ConfigError(f"invalid obs={obs!r:.60}: must be an array of numbers") from None
+        if x.shape != spec.obs_shape and x.shape[1:] != spec.obs_shape:
+            raise ConfigError(
+                f"invalid obs of shape {x.shape}: this policy takes {spec.obs_shape} "
+                f"or [N, *{spec.obs_shape}] observations ({spec.name})"
+            )
+        return np.asarray(act(jnp.asarray(x)))
 
     return policy

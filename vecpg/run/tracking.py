@@ -218,19 +218,9 @@ class WandbLogger:
             run.log(row)
             time.sleep(0)  # hand the GIL to a waiting host callback: the device waits on it
             vals = self._agg.setdefault((point, it), [])
-            vals.append((row["env_steps"], row["episode_return"]))
+            vals.append((row["env_steps"], row["episode_return"], row.get("diverged", 0.0) > 0))
             if len(vals) == self._lanes_per_point[point]:
-                returns = np.array([r for _, r in vals])
-                mean, lo, hi = mean_ci95(returns)
-                self._agg_runs[point].log(
-                    {
-                        "env_steps": vals[0][0],
-                        "return_mean": float(mean),
-                        "return_ci95_low": float(lo),
-                        "return_ci95_high": float(hi),
-                        "return_best": float(returns.max()),
-                    }
-                )
+                self._agg_runs[point].log(aggregate_row(vals))
                 del self._agg[(point, it)]
         self._logged[lane] = max(self._logged[lane], iteration)
 
@@ -244,6 +234,22 @@ class WandbLogger:
                 run.log({"curves": wandb.Image(str(curves_png))})
         for run in [*self._runs, *self._agg_runs.values()]:
             run.finish()
+
+
+def aggregate_row(vals: list[tuple[float, float, bool]]) -> dict[str, float]:
+    """The aggregate run's row of one iteration from every lane's (env steps, return,
+    diverged): statistics of the lanes that never diverged and have a return (NaN when
+    none has), and how many diverged (as in the run dir's curves and scores)."""
+    returns = np.array([r for _, r, bad in vals if not bad and not np.isnan(r)])
+    mean, lo, hi = mean_ci95(returns)
+    return {
+        "env_steps": vals[0][0],
+        "return_mean": float(mean),
+        "return_ci95_low": float(lo),
+        "return_ci95_high": float(hi),
+        "return_best": float(returns.max()) if returns.size else float("nan"),
+        "diverged_seeds": float(sum(bad for _, _, bad in vals)),
+    }
 
 
 def log_html(options: WandbOptions, run_dir: Path, name: str, html_file: Path) -> None:
