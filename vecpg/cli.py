@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import difflib
 import functools
+import io
+import math
 import sys
 import time
+import typing
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import tyro
 
@@ -28,6 +33,7 @@ from vecpg.commands import (
 from vecpg.config import HPARAM_FIELDS, STATIC_FIELDS, StaticFields, TracedFields, TrainConfig
 from vecpg.errors import ConfigError, RunFailed, quoted
 from vecpg.run.distributed import Cluster
+from vecpg.studies.command import StudyCommand, run_study_cmd
 
 if TYPE_CHECKING:
     from vecpg.run.rundir import Results, SweepResults
@@ -67,7 +73,9 @@ class SweepRunFlags:
     seeds: int = 4
     """Seeds per grid point."""
     max_runs_per_call: int | None = None
-    """Split grid x seeds into calls of at most this many runs (same results)."""
+    """Split grid x seeds into calls of this many runs (rounded up to one per device) to
+    bound memory. Each run keeps its device layout; results match the unchunked sweep to
+    float32 rounding, not bit for bit, and a long run can drift from there."""
     out: Annotated[
         str | None,
         tyro.conf.arg(help_behavior_hint="(default: runs/sweep-<algo>-<env>-<time>)"),
@@ -130,7 +138,7 @@ def run_train(cmd: TrainCommand) -> int:
     if cmd.resume:
         return resume_run(cmd)
     cfg = config_from(cmd)
-    seeds = cli_seeds(cmd.seeds)
+    seeds = cli_seeds(cmd.seeds, cfg.num_iterations)
     out = Path(cmd.out) if cmd.out else default_out(cfg)
     call = functools.partial(
         train,
@@ -153,9 +161,11 @@ def run_sweep(cmd: SweepCommand) -> int:
     if cmd.resume:
         return resume_run(cmd)
     cfg = config_from(cmd)
+    check_grid_names(cmd.grid)
     grid = parse_grid_args(cmd.grid)
     if not grid:
         raise ConfigError("invalid grid=(): give at least one --grid name=v1,v2")
+    seeds = cli_seeds(cmd.seeds, cfg.num_iterations, math.prod(len(v) for v in grid.values()))
     if cmd.out:
         out = Path(cmd.out)
     else:
@@ -165,7 +175,7 @@ def run_sweep(cmd: SweepCommand) -> int:
         sweep,
         cfg,
         grid,
-        cli_seeds(cmd.seeds),
+        seeds,
         cmd.max_runs_per_call,
         cmd.progress,
         out=out,
@@ -177,10 +187,60 @@ def run_sweep(cmd: SweepCommand) -> int:
     return finish(call, out, "sweep")
 
 
-def cli_seeds(n: int) -> list[int]:
+SEED_LIMIT = 2**32  # seeds are 0..seeds-1, each a uint32 jax.random.key
+LANE_HOST_BYTES = 128  # per run on the host beyond its metrics: its seed, name, bookkeeping
+
+
+def cli_seeds(n: int, iterations: int = 1, points: int = 1) -> list[int]:
+    """[0..n-1] for `--seeds n`, refused in one line before the list is built when the
+    seeds cannot be keys or the results of n x `points` runs of `iterations` iterations
+    cannot fit in host memory (the host half of `vecpg.run.memory`'s estimate)."""
+    from vecpg.run.memory import NUM_METRICS_BOUND, USABLE_FRACTION, gib, host_available_bytes
+
     if n < 1:
         raise ConfigError(f"invalid seeds={n}: must be an integer >= 1")
+    if n > SEED_LIMIT:
+        raise ConfigError(
+            f"invalid seeds={n}: must be at most 2**32 = {SEED_LIMIT} (seeds 0..seeds-1 are "
+            "uint32 keys)"
+        )
+    runs = n * points
+    need = runs * (iterations * NUM_METRICS_BOUND * 4 + LANE_HOST_BYTES)
+    usable = USABLE_FRACTION * host_available_bytes()
+    if need > usable:
+        raise ConfigError(
+            f"invalid seeds={n}: the results of {runs} runs need about {gib(need)} of host "
+            f"memory, over the {gib(usable)} usable; run fewer seeds or grid points, or "
+            "fewer iterations"
+        )
     return list(range(n))
+
+
+def check_grid_names(items: tuple[str, ...]) -> None:
+    """One line for a --grid field that is not a traced hyperparameter (before the values
+    are parsed): a static field changes the compiled program; anything else is unknown."""
+    from vecpg.run.launch import GRID_ALIASES
+
+    for item in items:
+        raw = item.partition("=")[0].strip()
+        name = GRID_ALIASES.get(raw.replace("-", "_"), raw.replace("-", "_"))
+        if name in HPARAM_FIELDS:
+            continue
+        if name in STATIC_FIELDS:
+            values = item.partition("=")[2]
+            how = f"a separate sweep per value, each with --{name.replace('_', '-')} VALUE"
+            if name in ("algo", "env"):  # `vecpg study` runs one compiled call per value
+                how = f"`vecpg study --{name}s {quoted(values)}` (one call per {name}), or {how}"
+            raise ConfigError(
+                f"invalid grid {item!r}: {name} changes the compiled program, so it cannot be "
+                f"swept in one call (only traced hyperparameters can); run {how}"
+            )
+        close = difflib.get_close_matches(name, [*HPARAM_FIELDS, *GRID_ALIASES], n=1)
+        hint = f"did you mean {GRID_ALIASES.get(close[0], close[0])}? " if close else ""
+        raise ConfigError(
+            f"invalid grid {item!r}: {name} is not a hyperparameter; {hint}(sweepable: "
+            f"{', '.join(HPARAM_FIELDS)})"
+        )
 
 
 def resume_run(cmd: TrainCommand | SweepCommand) -> int:
@@ -200,7 +260,11 @@ def resume_run(cmd: TrainCommand | SweepCommand) -> int:
 
 
 def finish(call: Callable[[], Results | SweepResults], out: Path, command: str) -> int:
-    """Run `call`; print the final table (train) or ranking (sweep), or how to resume."""
+    """Run `call`; print the final table (train) or ranking (sweep), or how to resume
+    (exit 130 after a Ctrl-C, 143 after a SIGTERM)."""
+    import signal
+
+    from vecpg.run import interrupt
     from vecpg.run.rundir import Results, ranking_markdown
     from vecpg.training.execute import TrainingInterrupted
 
@@ -219,7 +283,7 @@ def finish(call: Callable[[], Results | SweepResults], out: Path, command: str) 
                 f"Start it again with: {resume}",
                 flush=True,
             )
-        return 130
+        return interrupt.exit_code(interrupt.stopped_by() or signal.SIGINT)
     from vecpg.run import distributed
 
     if not distributed.is_writer():  # results are process 0's to show and write
@@ -251,15 +315,26 @@ def print_final_table(summary: dict) -> None:
     diverged = summary.get("diverged_at_iteration", {})
     for seed, r in zip(summary["seeds"], summary["final_return_per_seed"], strict=True):
         at = diverged.get(str(seed))
-        table.add_row(str(seed), f"{r:.2f}" if at is None else f"{r:.2f} (diverged at it {at})")
-    lo, hi = summary["final_return_ci95"]
-    table.add_row("mean", f"{summary['final_return_mean']:.2f}  (95% CI {lo:.2f} .. {hi:.2f})")
+        score = "no score" if r is None or r != r else f"{r:.2f}"  # r != r: NaN
+        table.add_row(str(seed), score if at is None else f"{score} (diverged at it {at})")
+    n, total = len(diverged), len(summary["seeds"])
+    mean = summary["final_return_mean"]
+    if summary.get("all_diverged"):
+        table.add_row("mean", f"diverged: all {total} seeds, no score")
+    elif mean is None or mean != mean:
+        table.add_row("mean", "no score: no seed finished an episode")
+    else:
+        lo, hi = summary["final_return_ci95"]
+        table.add_row("mean", f"{mean:.2f}  (95% bootstrap CI {lo:.2f} .. {hi:.2f})")
     Console(width=100).print(table)
     if diverged:
-        n, total = len(diverged), len(summary["seeds"])
         print(
             f"vecpg: {n} of {total} seeds diverged (non-finite params, loss or gradients); "
-            "each scores the lowest final return of any seed"
+            + (
+                "the run has no score and ranks below every scored run"
+                if n == total
+                else "each scores the lowest final return of this run's seeds"
+            )
         )
 
 
@@ -281,6 +356,193 @@ def algo_defaults(flags: type, args: list[str]) -> Any:
     return flags(algo=algo, **DEFAULTS[algo])
 
 
+@dataclasses.dataclass(frozen=True)
+class Arg:
+    """One command-line argument as tyro builds it from a command's dataclass field."""
+
+    field: str
+    kind: Any  # bool, int, float, str, or a tuple of allowed strings (a Literal)
+    optional: bool  # also takes None
+    many: bool  # a tuple field: --hidden 64 64
+    append: bool  # repeatable, one value per use: --grid a --grid b
+    positional: bool
+    required: bool  # no default
+
+    def describe(self) -> str:
+        if isinstance(self.kind, tuple):
+            return f"allowed: {', '.join(self.kind)}"
+        what = {int: "an integer", float: "a number"}.get(self.kind, "a value")
+        return f"must be {what}" + (" or None" if self.optional else "")
+
+    def accepts(self, value: str) -> bool:
+        if self.optional and value == "None":
+            return True
+        if isinstance(self.kind, tuple):
+            return value in self.kind
+        if self.kind in (int, float):
+            try:
+                self.kind(value)
+            except ValueError:
+                return False
+        return True
+
+
+def args_of(flags: type) -> list[Arg]:
+    """The arguments of a command's dataclass, typed as tyro parses them."""
+    hints = typing.get_type_hints(flags, include_extras=True)
+    out = []
+    for f in dataclasses.fields(flags):
+        t, marks = hints[f.name], ()
+        if typing.get_origin(t) is Annotated:
+            t, *rest = typing.get_args(t)
+            marks = tuple(rest)
+        parts = (
+            typing.get_args(t) if typing.get_origin(t) in (typing.Union, type(int | None)) else ()
+        )
+        optional = type(None) in parts
+        if optional:
+            t = next(a for a in parts if a is not type(None))
+        many = typing.get_origin(t) is tuple
+        if many:
+            t = typing.get_args(t)[0]
+        kind = tuple(typing.get_args(t)) if typing.get_origin(t) is Literal else t
+        append = tyro.conf.UseAppendAction in marks
+        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        positional = tyro.conf.Positional in marks
+        out.append(Arg(f.name, kind, optional, many, append, positional, required))
+    return out
+
+
+def is_flag(token: str) -> bool:
+    """A token argparse reads as an option (a negative number is a value)."""
+    if not token.startswith("-") or token == "-":
+        return False
+    try:
+        float(token)
+    except ValueError:
+        return True
+    return False
+
+
+def check_args(command: str, flags: type, args: list[str]) -> None:
+    """One line for what tyro would answer with a box: an unknown flag (with the closest
+    ones), a value of the wrong type, a missing value, a stray or missing argument.
+    Values tyro accepts but the config refuses are left to the config's own checks."""
+    prog = f"vecpg {command}"
+    known: dict[str, tuple[Arg, str]] = {}  # every spelling -> (arg, its canonical flag)
+    for a in args_of(flags):
+        if a.positional:
+            continue
+        for name in dict.fromkeys([a.field.replace("_", "-"), a.field]):
+            known["--" + name] = (a, "--" + a.field.replace("_", "-"))
+            if a.kind is bool:  # tyro also takes --no_name
+                off = (a, "--no-" + a.field.replace("_", "-"))
+                known["--no-" + name] = known["--no_" + name.replace("-", "_")] = off
+    positionals = [a for a in args_of(flags) if a.positional]
+    loose: list[str] = []
+    after_bool: dict[int, tuple[Arg, str]] = {}  # index in loose -> the bool flag before it
+    i = 0
+    while i < len(args):
+        token = args[i]
+        i += 1
+        if not is_flag(token):
+            loose.append(token)
+            continue
+        name, eq, inline = token.partition("=")
+        if name not in known:
+            raise ConfigError(unknown_flag(name, prog, known))
+        a, canonical = known[name]
+        if a.kind is bool:
+            if eq:
+                raise ConfigError(
+                    f"invalid {a.field}={inline!r}: {name} takes no value; give "
+                    f"--{a.field.replace('_', '-')} or --no-{a.field.replace('_', '-')}"
+                )
+            after_bool[len(loose)] = (a, canonical)
+            continue
+        if eq:
+            values = [inline]
+        elif a.many and not a.append:
+            values = []
+            while i < len(args) and not is_flag(args[i]):
+                values.append(args[i])
+                i += 1
+        elif i < len(args) and not is_flag(args[i]):
+            values = [args[i]]
+            i += 1
+        else:
+            what = "" if a.kind is str else f" ({a.describe()})"
+            raise ConfigError(f"invalid {a.field}: {canonical} needs a value{what}")
+        for value in values:
+            if not a.accepts(value):
+                raise ConfigError(f"invalid {a.field}={value!r}: {a.describe()}")
+    check_loose(prog, positionals, loose, after_bool)
+
+
+def check_loose(
+    prog: str, positionals: list[Arg], loose: list[str], after_bool: dict[int, tuple[Arg, str]]
+) -> None:
+    """The arguments that are no flag's value: the command's positionals, or one line."""
+    takes = math.inf if any(a.many for a in positionals) else len(positionals)
+    for k, token in enumerate(loose):
+        if k < takes:
+            continue
+        if k in after_bool:
+            a, flag = after_bool[k]
+            dashed = a.field.replace("_", "-")
+            raise ConfigError(
+                f"invalid {a.field}={token!r}: {flag} takes no value; give --{dashed} or "
+                f"--no-{dashed}"
+            )
+        raise ConfigError(
+            f"unexpected argument {token!r} for `{prog}`; `{prog} --help` lists its flags"
+        )
+    for a in positionals[len(loose) :]:
+        if a.required:
+            raise ConfigError(f"invalid {a.field}: missing; give it: {prog} {a.field.upper()}")
+
+
+def unknown_flag(name: str, prog: str, known: dict[str, tuple[Arg, str]]) -> str:
+    from vecpg.run.launch import GRID_ALIASES
+
+    alias = GRID_ALIASES.get(name.lstrip("-").replace("-", "_"))
+    canonical = sorted({flag for _, flag in known.values()})
+    close = ["--" + alias.replace("_", "-")] if alias else []
+    close = close or difflib.get_close_matches(name, canonical, n=2)
+    hint = f" (did you mean {' or '.join(close)}?)" if close else ""
+    return f"unknown flag {name} for `{prog}`{hint}; `{prog} --help` lists its flags"
+
+
+def parse(flags: type, args: list[str], prog: str, default: Any) -> Any:
+    """tyro's parse with its error boxes condensed to one line (check_args answers the
+    common mistakes first, in vecpg's words); --help prints tyro's full help."""
+    err = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(err):
+            cmd = tyro.cli(flags, args=args, prog=prog, default=default)
+    except SystemExit as e:
+        if e.code not in (0, None):
+            raise ConfigError(condense(err.getvalue(), prog)) from None
+        sys.stderr.write(err.getvalue())
+        raise
+    sys.stderr.write(err.getvalue())
+    return cmd
+
+
+def condense(box: str, prog: str) -> str:
+    """The first section of a tyro error box as one line."""
+    lines = [ln.strip().strip("│╭╮╰╯").strip(" ─") for ln in box.splitlines()]
+    body: list[str] = []
+    for ln in lines[1:]:
+        if not ln:
+            if body:
+                break
+            continue
+        body.append(ln)
+    text = " ".join(body) or lines[0] if lines else "cannot parse the arguments"
+    return f"{text.rstrip('.')}; `{prog} --help` lists its flags"
+
+
 # name -> (flags, runner): one table serves parsing and dispatch.
 COMMANDS: dict[str, tuple[type, Callable[[Any], int]]] = {
     "train": (TrainCommand, run_train),
@@ -290,6 +552,7 @@ COMMANDS: dict[str, tuple[type, Callable[[Any], int]]] = {
     "bench": (BenchPlan, run_bench_cmd),
     "eval": (EvalCommand, run_eval),
     "render": (RenderCommand, run_render),
+    "study": (StudyCommand, run_study_cmd),
 }
 
 
@@ -305,8 +568,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if argv[0] in COMMANDS:  # parsed alone, so errors point to `vecpg <command> --help`
             flags, runner = COMMANDS[argv[0]]
-            default = algo_defaults(flags, argv[1:])
-            return runner(tyro.cli(flags, args=argv[1:], prog=f"vecpg {argv[0]}", default=default))
+            args = argv[1:]
+            if not {"-h", "--help"} & set(args):
+                check_args(argv[0], flags, args)
+            default = algo_defaults(flags, args)
+            return runner(parse(flags, args, f"vecpg {argv[0]}", default))
+        if argv[0] not in ("-h", "--help"):
+            close = difflib.get_close_matches(argv[0], list(COMMANDS), n=1)
+            hint = f" (did you mean `vecpg {close[0]}`?)" if close else ""
+            raise ConfigError(f"unknown command {argv[0]!r}{hint}; commands: {', '.join(COMMANDS)}")
         tyro.extras.subcommand_cli_from_dict(
             {name: flags for name, (flags, _) in COMMANDS.items()}, args=argv, prog="vecpg"
         )
@@ -323,14 +593,16 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def entry() -> None:
-    """The `vecpg` command: main(), then Ctrl-C ignored while the interpreter shuts down
-    (Python would otherwise restore the default handler and die of the signal)."""
+    """The `vecpg` command: main(), then Ctrl-C and SIGTERM ignored while the interpreter
+    shuts down (Python would otherwise restore the default handler and die of the
+    signal)."""
     import signal
 
     from vecpg.run import distributed
 
     code = main()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     if distributed.is_multiprocess():
         distributed.leave(code)
     sys.exit(code)

@@ -10,7 +10,9 @@ from typing import Annotated
 import tyro
 
 from vecpg.bench.plan import BenchPlan
-from vecpg.errors import ConfigError
+from vecpg.errors import ConfigError, check_output_dir
+
+COMPARE_FILES = ("report.md", "*.png")  # what `vecpg compare` writes (and may replace)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,6 +86,8 @@ class RenderCommand(WandbFlags):
     """Which trained seed's policy to show."""
     out: str = "rollout.html"
     """Output file: .html for brax envs, .gif for gymnax envs."""
+    overwrite: bool = False
+    """Replace --out if the file exists."""
 
 
 def run_eval(cmd: EvalCommand) -> int:
@@ -93,16 +97,23 @@ def run_eval(cmd: EvalCommand) -> int:
     from vecpg.analysis.evaluate import evaluate
 
     res = evaluate(cmd.run_dir, cmd.episodes, cmd.seed)
-    table = Table(title=f"{cmd.run_dir}: return over {cmd.episodes} episodes (95% CI)")
+    title = f"{cmd.run_dir}: return over {cmd.episodes} episodes (95% bootstrap CI)"
+    table = Table(title=title)
     for col in ("seed", "deterministic", "stochastic"):
         table.add_column(col, justify="right")
     for row in res.table():
+        if row.get("all_diverged"):
+            table.add_row(str(row["seed"]), "all seeds diverged", "all seeds diverged")
+            continue
         cells = [
             f"{row[m]:.2f}  ({row[m + '_ci95'][0]:.2f} .. {row[m + '_ci95'][1]:.2f})"
             for m in ("deterministic", "stochastic")
         ]
-        table.add_row(str(row["seed"]), *cells)
-    Console(width=110).print(table)
+        seed = str(row["seed"])
+        if row.get("diverged_at") is not None:
+            seed += f" (diverged at it {row['diverged_at']})"
+        table.add_row(seed, *cells)
+    Console(width=120).print(table)
     return 0
 
 
@@ -111,7 +122,7 @@ def run_render(cmd: RenderCommand) -> int:
 
     if not cmd.run_dir:
         raise ConfigError("invalid run_dir='': give the run directory to render")
-    out = render(cmd.run_dir, cmd.seed, cmd.out)
+    out = render(cmd.run_dir, cmd.seed, cmd.out, overwrite=cmd.overwrite)
     print(f"wrote {out}")
     options = cmd.wandb_options()
     if options.mode != "disabled" and out.suffix == ".html":
@@ -125,7 +136,7 @@ def run_bench_cmd(cmd: BenchPlan) -> int:
     from vecpg.bench import report
     from vecpg.bench.runner import run_bench
 
-    plan = cmd.resolved()
+    plan = cmd.resolved()  # --out too: checked before any work
     result = run_bench(plan, saved=lambda r: report.save(r, Path(plan.out)))
     report.check_result(result)
     report.save(result, Path(plan.out))
@@ -137,6 +148,7 @@ def run_bench_cmd(cmd: BenchPlan) -> int:
 def run_compare(cmd: CompareCommand) -> int:
     from vecpg.analysis.compare import parse_score_ranges, report
 
+    check_output_dir(Path(cmd.out), "out", COMPARE_FILES, "vecpg compare")
     ranges = parse_score_ranges(list(cmd.score_range))
     text = report(list(cmd.run_dirs), Path(cmd.out), ranges)
     from rich.console import Console

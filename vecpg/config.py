@@ -27,7 +27,7 @@ import flax.struct
 import jax.numpy as jnp
 
 from vecpg.algos import REGISTRY as ALGORITHMS
-from vecpg.envs.registry import env_names, split_env_name
+from vecpg.envs.registry import split_env_name, unknown_env_message
 from vecpg.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -115,7 +115,7 @@ class EnvName:
         try:
             split_env_name(value)
         except (KeyError, AttributeError):
-            fail(name, value, f"allowed: {', '.join(env_names())}")
+            fail(name, value, unknown_env_message(value))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -34,3 +34,47 @@ def disk_full(error: BaseException) -> bool:
             return True  # the second: tensorstore's words for it (orbax checkpoints)
         seen = seen.__cause__ or seen.__context__
     return False
+
+
+def unwritable_reason(path: Path) -> str | None:
+    """Why a file or directory cannot be created at `path` (a parent is a file, or the
+    nearest existing parent is read-only), or None. Touches nothing."""
+    import os
+
+    for parent in path.absolute().parents:
+        if parent.exists() and not parent.is_dir():
+            return f"{str(parent)!r} is a file, not a directory"
+    existing = path if path.is_dir() else path.absolute().parent
+    while not existing.exists():
+        existing = existing.parent
+    if os.access(existing, os.W_OK | os.X_OK):
+        return None
+    try:
+        read_only = bool(os.statvfs(existing).f_flag & os.ST_RDONLY)
+    except OSError:
+        read_only = False
+    return f"cannot write there ({'Read-only file system' if read_only else 'Permission denied'})"
+
+
+def check_output_dir(out: Path, field: str, ours: tuple[str, ...], command: str) -> None:
+    """One line unless `out` can become a directory of `command`'s output: new, empty, or
+    holding only files named by the patterns `ours` (an earlier output, replaced; e.g.
+    "report.md", "*.png"); never a file, under a file, or where nothing can be written.
+    Touches nothing."""
+    from fnmatch import fnmatchcase
+
+    where = f"invalid {field}={str(out)!r}"
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{where}: exists and is not a directory")
+    reason = unwritable_reason(out)
+    if reason:
+        raise ConfigError(f"{where}: {reason}")
+    if out.is_dir():
+        names = sorted(p.name for p in out.iterdir())
+        foreign = [n for n in names if not any(fnmatchcase(n, pattern) for pattern in ours)]
+        if foreign:
+            shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+            raise ConfigError(
+                f"{where}: the directory holds files `{command}` did not write ({shown}); "
+                "give a new or empty directory"
+            )

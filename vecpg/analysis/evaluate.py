@@ -9,6 +9,7 @@ so the numbers can be reproduced by hand with `vecpg.load_policy`.
 from __future__ import annotations
 
 import functools
+import os
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -16,13 +17,23 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vecpg.analysis.stats import mean_ci95
+from vecpg.analysis.stats import mean_bootstrap_curve
 from vecpg.config import StaticConfig
 from vecpg.envs import make_env, make_env_for
 from vecpg.envs.protocol import Env
-from vecpg.errors import ConfigError
-from vecpg.models.networks import Agent, AgentParams, env_action, make_agent, policy_dist
-from vecpg.run.rundir import load_policies
+from vecpg.errors import ConfigError, unwritable_reason
+from vecpg.models.networks import (
+    Agent,
+    AgentParams,
+    env_action,
+    init_agent_params,
+    make_agent,
+    policy_dist,
+)
+from vecpg.run.rundir import SavedPolicies, load_policies
+
+SEED_LIMIT = 2**32  # jax.random.key takes a uint32 seed
+EVAL_COPIES = 8  # per episode in flight: carry, next step, policy temporaries, scan buffers
 
 
 class Episode(NamedTuple):
@@ -38,21 +49,108 @@ class EvalResult(NamedTuple):
     deterministic: np.ndarray  # [seeds, episodes] returns
     stochastic: np.ndarray  # [seeds, episodes]
     deterministic_length: np.ndarray  # [seeds, episodes]
+    diverged: dict[int, int] = {}  # {seed: first diverged training iteration}
 
     def table(self) -> list[dict[str, Any]]:
+        """One row per seed (`diverged_at`: the training iteration it diverged at, or
+        None), then the mean over the seeds that did not diverge, each with 95% percentile
+        bootstrap CIs (they never leave the range of the returns averaged)."""
         rows = []
         for i, s in enumerate(self.seeds):
-            rows.append({"seed": s, **_stats(self.deterministic[i], self.stochastic[i])})
-        det, sto = self.deterministic.mean(1), self.stochastic.mean(1)
-        rows.append({"seed": "mean over seeds", **_stats(det, sto)})
+            stats = _stats(self.deterministic[i], self.stochastic[i])
+            rows.append({"seed": s, **stats, "diverged_at": self.diverged.get(s)})
+        kept = [i for i, s in enumerate(self.seeds) if s not in self.diverged]
+        if not kept:
+            nan = float("nan")
+            rows.append({"seed": "mean over seeds", "deterministic": nan,
+                         "deterministic_ci95": [nan, nan], "stochastic": nan,
+                         "stochastic_ci95": [nan, nan], "all_diverged": True})  # fmt: skip
+            return rows
+        det, sto = self.deterministic[kept].mean(1), self.stochastic[kept].mean(1)
+        label = "mean over seeds"
+        if self.diverged:
+            label = f"mean over {len(kept)} non-diverged seed" + ("s" if len(kept) > 1 else "")
+        rows.append({"seed": label, **_stats(det, sto), "all_diverged": False})
         return rows
 
 
 def _stats(det: np.ndarray, sto: np.ndarray) -> dict[str, Any]:
-    d, dlo, dhi = mean_ci95(det)
-    s, slo, shi = mean_ci95(sto)
+    d, dlo, dhi = _mean_ci95(det)
+    s, slo, shi = _mean_ci95(sto)
     return {"deterministic": d, "deterministic_ci95": [dlo, dhi], "stochastic": s,
             "stochastic_ci95": [slo, shi]}  # fmt: skip
+
+
+def _mean_ci95(x: np.ndarray) -> tuple[float, float, float]:
+    """Mean of x [n] with its 95% percentile-bootstrap CI (inside [min x, max x])."""
+    mean, lo, hi = mean_bootstrap_curve(np.asarray(x, np.float64)[:, None])
+    return float(mean[0]), float(lo[0]), float(hi[0])
+
+
+def check_seed(name: str, seed: object) -> int:
+    """An evaluation or policy seed: an integer in [0, 2**32), or one line."""
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < SEED_LIMIT:
+        raise ConfigError(f"invalid {name}={seed!r}: must be an integer in [0, 2**32)")
+    return seed
+
+
+def load_checked(run_dir: str | Path) -> SavedPolicies:
+    """`load_policies`, with one line when config.json no longer describes the network in
+    params.msgpack (its hidden sizes, torso or env edited after training)."""
+    mismatch = ConfigError(
+        f"invalid run_dir={str(run_dir)!r}: config.json no longer matches params.msgpack "
+        "(hidden/env edited?)"
+    )
+    try:
+        saved = load_policies(run_dir)
+    except ConfigError as e:  # rundir says "corrupt" when the structure differs
+        if "params.msgpack is corrupt" in str(e) and _params_decode(Path(run_dir)):
+            raise mismatch from None
+        raise
+    want = jax.eval_shape(functools.partial(init_agent_params, saved.agent), jax.random.key(0))
+    got = jax.tree.map(lambda x: x.shape[1:], saved.params)
+    try:
+        same = jax.tree.all(jax.tree.map(lambda w, g: w.shape == g, want, got))
+    except ValueError:  # another tree structure
+        same = False
+    if not same:
+        raise mismatch
+    return saved
+
+
+def _params_decode(run_dir: Path) -> bool:
+    """Whether params.msgpack decodes as msgpack at all (then it is whole, not corrupt)."""
+    import flax.serialization
+
+    try:
+        flax.serialization.msgpack_restore((run_dir / "params.msgpack").read_bytes())
+    except Exception:  # msgpack raises many types on truncated or foreign bytes
+        return False
+    return True
+
+
+def check_memory(env: Env, agent: Agent, num_seeds: int, episodes: int) -> None:
+    """One line naming `episodes` when seeds x episodes episodes in flight at once (each
+    with its env state, policy activations and [max_episode_steps] action keys) would not
+    fit in EVAL_COPIES copies within the usable memory of the device; before compiling."""
+    from vecpg.run.memory import USABLE_FRACTION, available_bytes, gib
+
+    state = jax.eval_shape(env.reset, jax.random.key(0))
+    state_bytes = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(state))
+    obs_size = int(np.prod(env.spec.obs_shape))
+    activations = 4 * (16 * obs_size + 2 * sum(agent.actor.hidden) + 128)
+    steps = env.spec.max_episode_steps
+    per_episode = EVAL_COPIES * (state_bytes + activations) + steps * 8 + 64
+    need = num_seeds * episodes * per_episode
+    free, what = available_bytes()
+    usable = USABLE_FRACTION * free
+    if need > usable:
+        fit = max(int(usable // (num_seeds * per_episode)), 0)
+        raise ConfigError(
+            f"invalid episodes={episodes}: {num_seeds} seeds x {episodes} episodes of up to "
+            f"{steps} steps need about {gib(need)} of {what}, over the {gib(usable)} usable; "
+            f"use at most {fit} episodes"
+        )
 
 
 def episode_keys(seed: int, episodes: int) -> jax.Array:
@@ -117,21 +215,57 @@ def _compiled_returns_for(env_name, backend, playground_impl, hidden, activation
 
 
 def evaluate(run_dir: str | Path, episodes: int = 10, seed: int = 0) -> EvalResult:
-    """Deterministic and stochastic returns of every seed's policy in a run dir."""
-    if not isinstance(episodes, int) or episodes < 1:
+    """Deterministic and stochastic returns of every seed's policy in a run dir (and
+    which seeds diverged in training)."""
+    if not isinstance(episodes, int) or isinstance(episodes, bool) or episodes < 1:
         raise ConfigError(f"invalid episodes={episodes!r}: must be an integer >= 1")
-    saved = load_policies(run_dir)
-    fn = _compiled_returns(saved.results.config.static())
+    check_seed("seed", seed)
+    saved = load_checked(run_dir)
+    c = saved.results.config
+    check_memory(make_env_for(c), saved.agent, len(saved.results.seeds), episodes)
+    fn = _compiled_returns(c.static())
     keys = episode_keys(seed, episodes)
     det, det_len = fn(saved.params, keys, True)
     sto, _ = fn(saved.params, keys, False)
-    return EvalResult(saved.results.seeds, np.asarray(det), np.asarray(sto), np.asarray(det_len))
+    return EvalResult(
+        saved.results.seeds,
+        np.asarray(det),
+        np.asarray(sto),
+        np.asarray(det_len),
+        saved.results.diverged(),
+    )
 
 
-def render(run_dir: str | Path, seed: int, out: str | Path, episode_seed: int = 0) -> Path:
+def check_render_out(out: Path, overwrite: bool) -> None:
+    """One line unless a file can be written at `out`: not a directory, not under a
+    file, somewhere writable, and (unless `overwrite`) not an existing file."""
+    where = f"invalid out={str(out)!r}"
+    if out.is_dir():
+        raise ConfigError(f"{where}: is a directory; give a file name")
+    reason = unwritable_reason(out)
+    if reason:
+        raise ConfigError(f"{where}: {reason}")
+    if out.exists() and not overwrite:
+        raise ConfigError(f"{where}: the file exists; pass --overwrite to replace it")
+    if out.exists() and not os.access(out, os.W_OK):
+        raise ConfigError(f"{where}: cannot write there (Permission denied)")
+
+
+def render(
+    run_dir: str | Path,
+    seed: int,
+    out: str | Path,
+    episode_seed: int = 0,
+    *,
+    overwrite: bool = False,
+) -> Path:
     """Write one deterministic episode of seed `seed`'s policy: brax's interactive HTML
-    viewer for brax envs, a GIF (gymnax's visualizer) for gymnax envs it can draw."""
-    saved = load_policies(run_dir)
+    viewer for brax envs, a GIF (gymnax's visualizer) for gymnax envs it can draw. An
+    existing `out` is replaced only with `overwrite`; `out` is checked before any work."""
+    check_seed("seed", seed)
+    check_seed("episode_seed", episode_seed)
+    check_render_out(Path(out), overwrite)
+    saved = load_checked(run_dir)
     params = saved.of_seed(seed)
     c = saved.results.config
     env = make_env_for(c)

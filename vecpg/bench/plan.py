@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import tyro
 
 from vecpg.config import TrainConfig
-from vecpg.errors import ConfigError
+from vecpg.errors import ConfigError, check_output_dir
 
 DEFAULT_SCALING_SEEDS = (1, 8, 32, 128)
+BENCH_FILES = ("bench.json", "bench.md")  # what `vecpg bench` writes (and may replace)
 # `vecpg bench --preset gpu`: the issue-14 GPU table, sized to fit a 10-minute command.
 GPU_PRESET: dict[str, Any] = dict(
     env="brax/hopper",
@@ -87,13 +89,14 @@ class BenchPlan:
     """gpu: the GPU table (hopper 2048 x 32 with 4 x 4 minibatches, Brax PPO at 4.2M
     steps, hopper seeds scaling 1/16/64/256, 1024 CartPole seeds); it sets those fields."""
     out: str = "bench"
-    """Directory for bench.json and bench.md."""
+    """Directory for bench.json and bench.md: new, empty, or an earlier bench's."""
 
     def resolved(self) -> BenchPlan:
         """The plan to run: checked (one line per bad flag), `--preset` / `--quick` applied."""
         if self.preset == "gpu":
             return dataclasses.replace(self, **GPU_PRESET, preset="none").resolved()
         TrainConfig(env=self.env, backend=self.backend)  # env and backend, before compiling
+        check_output_dir(Path(self.out), "out", BENCH_FILES, "vecpg bench")
         TrainConfig(env=self.scaling_env)
         for name in ("num_envs", "num_steps", "iterations", "repeats", "update_epochs",
                      "num_minibatches"):  # fmt: skip

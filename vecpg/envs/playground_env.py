@@ -51,7 +51,20 @@ def link_menagerie(name: str) -> None:
     if target.exists():
         return
     given = os.environ.get(MENAGERIE_ENV)
-    if given and (Path(given) / "unitree_go1").exists():
+    if given and not Path(given).is_dir():
+        what = "is a file, not a directory" if Path(given).exists() else "no such directory"
+        raise ConfigError(
+            f"invalid {MENAGERIE_ENV}={given!r}: {what}; set it to a clone of "
+            f"https://github.com/google-deepmind/mujoco_menagerie (at commit "
+            f"{mjx_env.MENAGERIE_COMMIT_SHA[:12]}), needed by env={name!r}"
+        )
+    if given and not (Path(given) / "unitree_go1").exists():
+        raise ConfigError(
+            f"invalid {MENAGERIE_ENV}={given!r}: not a MuJoCo Menagerie clone (it has no "
+            f"unitree_go1/); clone https://github.com/google-deepmind/mujoco_menagerie at "
+            f"commit {mjx_env.MENAGERIE_COMMIT_SHA[:12]} there, needed by env={name!r}"
+        )
+    if given:
         target.parent.mkdir(parents=True, exist_ok=True)
         target.symlink_to(Path(given).resolve(), target_is_directory=True)
         return
@@ -60,6 +73,50 @@ def link_menagerie(name: str) -> None:
         "clones with git on first use (no network here); clone "
         f"https://github.com/google-deepmind/mujoco_menagerie at commit "
         f"{mjx_env.MENAGERIE_COMMIT_SHA[:12]} and set {MENAGERIE_ENV} to its path"
+    )
+
+
+GL_LIBRARY = {"osmesa": "OSMesa", "egl": "EGL", "glx": "GL", "glfw": "glfw"}
+
+
+def import_mujoco() -> None:
+    """Import MuJoCo, which picks its OpenGL backend from MUJOCO_GL when imported (by
+    brax and Playground alike): a value unusable here fails deep inside PyOpenGL, so say
+    it in one line naming MUJOCO_GL. Training and eval draw nothing and need no GL."""
+    try:
+        import mujoco  # noqa: F401
+    except Exception as e:
+        gl = os.environ.get("MUJOCO_GL")
+        if gl is None or isinstance(e, ModuleNotFoundError) and e.name == "mujoco":
+            raise
+        raise ConfigError(mujoco_gl_message(gl, e)) from None
+
+
+def mujoco_gl_message(gl: str, error: BaseException) -> str:
+    """`invalid MUJOCO_GL=...`: why MuJoCo refused it and what works on this machine."""
+    import ctypes.util
+    import platform
+
+    known = {"Darwin": ("glfw", "cgl"), "Windows": ("glfw", "wgl")}
+    valid = known.get(platform.system(), ("glfw", "egl", "osmesa", "glx"))
+
+    def has(backend: str) -> bool:
+        return bool(ctypes.util.find_library(GL_LIBRARY.get(backend, backend)))
+
+    value = gl.lower().strip()
+    if value not in valid:
+        why = f"MuJoCo takes {', '.join(valid)} or disabled"
+    else:
+        missing = "" if has(value) else f"; lib{GL_LIBRARY.get(value, value)} is not installed"
+        why = f"MuJoCo cannot load this OpenGL backend ({type(error).__name__}{missing})"
+    found = [b for b in ("egl", "osmesa") if has(b)]
+    render = (
+        f"to render, MUJOCO_GL={' or '.join(found)} has its library here"
+        if found
+        else "rendering needs egl (libEGL with a GPU driver) or osmesa (libOSMesa)"
+    )
+    return (
+        f"invalid MUJOCO_GL={gl!r}: {why}; unset it to train and eval (they draw nothing); {render}"
     )
 
 

@@ -4,7 +4,9 @@ a branch in `make_env`."""
 
 from __future__ import annotations
 
+import difflib
 import functools
+from collections.abc import Sequence
 from typing import Protocol
 
 from vecpg.envs.protocol import Env
@@ -86,6 +88,37 @@ def split_env_name(name: str) -> tuple[str, str]:
     return src, env_id
 
 
+def unknown_env_message(name: object) -> str:
+    """Why `name` is no env, as the part after `invalid env=<name>: `: the closest names
+    of its source and the `vecpg envs` command that lists them (never all ~90 names)."""
+    if not isinstance(name, str):
+        return "must be a string such as 'gymnax/CartPole-v1' (`vecpg envs` lists them)"
+    src, sep, env_id = name.partition("/")
+    if sep and src in _SOURCES:
+        close = [f"{src}/{n}" for n in closest(env_id, _SOURCES[src])]
+        hint = f"; did you mean {' or '.join(close)}?" if close else ""
+        return f"no such env{hint} (`vecpg envs --source {src}` lists them)"
+    if name in _SOURCES:
+        return f"an env is named {name}/<name> (`vecpg envs --source {name}` lists them)"
+    # an unknown source, or none: the closest full names, or names with the closest id
+    names = env_names()
+    by_id = {n.partition("/")[2]: n for n in names}
+    close = closest(name, names) or [by_id[i] for i in closest(env_id or src, list(by_id))]
+    what = f"no such env source {src!r}" if sep else "an env is named <source>/<name>"
+    hint = f"; did you mean {' or '.join(close)}?" if close else ""
+    return f"{what} (sources: {', '.join(SOURCES)}){hint} (`vecpg envs` lists them)"
+
+
+def closest(word: str, names: Sequence[str], n: int = 3) -> list[str]:
+    """Up to `n` of `names` nearly as close to `word` as the closest one (ignoring case),
+    for a did-you-mean; [] when none is close."""
+    ratio = lambda m: difflib.SequenceMatcher(None, word.lower(), m.lower()).ratio()  # noqa: E731
+    scored = sorted(((ratio(m), m) for m in names), reverse=True)
+    if not scored or scored[0][0] < 0.6:
+        return []
+    return [m for r, m in scored[:n] if r >= scored[0][0] - 0.1]
+
+
 class EnvSettings(Protocol):
     """The config fields that choose an env (a TrainConfig or StaticConfig has them)."""
 
@@ -116,6 +149,10 @@ def make_env(name: str, backend: str = "generalized", playground_impl: str = "ja
 
 def _build_env(name: str, backend: str, playground_impl: str) -> Env:
     src, env_id = split_env_name(name)
+    if src in ("brax", "playground"):  # MuJoCo reads MUJOCO_GL when imported: one line
+        from vecpg.envs.playground_env import import_mujoco
+
+        import_mujoco()
     if src == "playground":
         from vecpg.envs.playground_env import PlaygroundEnv
 
