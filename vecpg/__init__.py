@@ -13,6 +13,8 @@ from vecpg.errors import ConfigError
 from vecpg.run.api import resume, sweep, train
 from vecpg.run.distributed import Cluster, join
 from vecpg.run.rundir import Results, SweepResults, load, load_policy, load_sweep
+from vecpg.studies import StudySpec
+from vecpg.studies.runner import run_study as study
 from vecpg.training.execute import TrainingInterrupted
 from vecpg.training.trainer import make_train
 from vecpg.training.xla_options import program_options
@@ -34,6 +36,8 @@ __all__ = [
     "program_options",
     "resume",
     "stats",
+    "study",
+    "StudySpec",
     "sweep",
     "train",
 ]
