@@ -23,6 +23,7 @@ from typing import Annotated, Any
 
 import tyro
 
+from vecpg.commands import WandbFlags
 from vecpg.errors import ConfigError, quoted
 
 
@@ -105,11 +106,12 @@ class TrainFlags:
 
 
 @dataclasses.dataclass(frozen=True)
-class StudyCommand(TrainFlags, StudyFlags):
+class StudyCommand(WandbFlags, TrainFlags, StudyFlags):
     """Run algorithms x envs x seeds (one compiled call per cell) and report them."""
 
 
 TRAIN_FLAGS = tuple(f.name for f in dataclasses.fields(TrainFlags))
+WANDB_FIELDS = tuple(f.name for f in dataclasses.fields(WandbFlags))
 BOOLS = {"true": True, "false": False, "1": True, "0": False, "yes": True, "no": False}
 
 
@@ -192,6 +194,7 @@ def run_study_cmd(cmd: StudyCommand) -> int:
             f.name
             for f in dataclasses.fields(StudyCommand)
             if f.name not in ("resume", "shard", "progress", "action")
+            and f.name not in WANDB_FIELDS
             and getattr(cmd, f.name) != getattr(StudyCommand(), f.name)
         ]
         if given:
@@ -210,7 +213,9 @@ def run_study_cmd(cmd: StudyCommand) -> int:
             raise ConfigError("invalid out: missing; give --out DIR (the study dir)")
         out = Path(cmd.out)
     try:
-        cells = run_study(study, out, shard=shard, progress=cmd.progress)
+        cells = run_study(
+            study, out, shard=shard, progress=cmd.progress, wandb=cmd.wandb_options()
+        )
     except (vecpg.TrainingInterrupted, KeyboardInterrupt):
         print(
             f"vecpg study: stopped; finished cells are kept. Continue with: "

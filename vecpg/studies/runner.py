@@ -19,6 +19,7 @@ one from its last checkpoint (`vecpg.resume`), and retries failed ones. A failin
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import platform
@@ -28,6 +29,7 @@ from typing import Any
 
 import vecpg
 from vecpg.errors import ConfigError
+from vecpg.run.tracking import WandbOptions
 from vecpg.studies.spec import Cell, Study, StudySpec, cell_dirname
 
 STUDY_FILE = "study.json"
@@ -168,15 +170,28 @@ def one_line(e: BaseException) -> str:
     return f"{type(e).__name__}: {text[0] if text else ''}"[:300]
 
 
-def run_cell(out: Path, study: Study, cell: Cell, progress: bool) -> dict[str, Any]:
+def cell_wandb(options: WandbOptions | None, out: Path, cell: Cell) -> WandbOptions | None:
+    """The study's W&B options for one cell: one group per study (its dir name unless
+    given), the cell's algo and env as tags; one W&B run per seed, as `vecpg train`."""
+    if options is None or options.mode == "disabled":
+        return None
+    group = options.group or f"study-{out.resolve().name}"
+    tags = (*options.tags, cell.algo, cell.env)
+    return dataclasses.replace(options, group=group, tags=tags)
+
+
+def run_cell(
+    out: Path, study: Study, cell: Cell, progress: bool, wandb: WandbOptions | None = None
+) -> dict[str, Any]:
     """Train, resume or skip one cell; returns its status (Ctrl-C propagates)."""
     run_dir = out / cell.dir
     if (run_dir / "summary.json").exists():
         return cell_status(out, cell)
     started = time.time()
+    wandb = cell_wandb(wandb, out, cell)
     try:
         if (run_dir / "run.json").exists():
-            vecpg.resume(run_dir, progress=progress)
+            vecpg.resume(run_dir, progress=progress, wandb=wandb)
         else:
             run_dir.parent.mkdir(parents=True, exist_ok=True)
             overwrite = run_dir.exists() and (run_dir / ".vecpg-run").exists()
@@ -191,6 +206,7 @@ def run_cell(out: Path, study: Study, cell: Cell, progress: bool) -> dict[str, A
                     out=run_dir,
                     overwrite=overwrite,
                     checkpoint_every=every,
+                    wandb=wandb,
                 )
             else:
                 vecpg.train(
@@ -200,6 +216,7 @@ def run_cell(out: Path, study: Study, cell: Cell, progress: bool) -> dict[str, A
                     run_dir=run_dir,
                     overwrite=overwrite,
                     checkpoint_every=every,
+                    wandb=wandb,
                 )
         status = finished_status(run_dir)
     except (vecpg.TrainingInterrupted, KeyboardInterrupt):
@@ -218,6 +235,7 @@ def run_study(
     shard: tuple[int, int] | str | None = None,
     progress: bool = False,
     report: bool = True,
+    wandb: WandbOptions | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Run every cell of `spec` that belongs to this shard, writing the study dir `out`
     (see the module docstring); return every cell's status ({'ppo/gymnax/CartPole-v1':
@@ -226,7 +244,11 @@ def run_study(
     `shard`: (i, N) or 'i/N' runs cell k of the sorted cell list when k % N == i; None
     takes a SLURM array job's task from the environment (or runs every cell). When every
     cell has run (done, diverged or failed), the report is written to `out`/report/.
+    `wandb`: every cell logs one W&B run per seed into one group per study (`cell_wandb`),
+    and the report's HTML page is logged into that group when it is written.
     """
+    if wandb is not None and not isinstance(wandb, WandbOptions):
+        raise ConfigError(f"invalid wandb={wandb!r:.60}: must be a vecpg WandbOptions or None")
     study = spec.resolve() if isinstance(spec, StudySpec) else spec
     index, count = shard if isinstance(shard, tuple) else parse_shard(shard)
     if not 0 <= index < count:
@@ -240,7 +262,7 @@ def run_study(
         for k, cell in enumerate(mine, 1):
             if progress:
                 print(f"vecpg study: cell {k}/{len(mine)}: {cell.algo} on {cell.env}", flush=True)
-            status = run_cell(out, study, cell, progress)
+            status = run_cell(out, study, cell, progress, wandb)
             if progress or status["status"] != "done":
                 note = status.get("error") or status["status"]
                 print(f"vecpg study: {cell.algo} on {cell.env}: {note}", flush=True)
@@ -249,5 +271,10 @@ def run_study(
     if report and all(c["status"] != "pending" for c in cells.values()):
         from vecpg.studies.report import write_report
 
-        write_report(out)
+        dest = write_report(out)
+        options = cell_wandb(wandb, out, study.cells[0]) if study.cells else None
+        if options is not None:
+            from vecpg.run.tracking import log_html
+
+            log_html(options, out, "study-report", Path(dest) / "report.html")
     return cells
