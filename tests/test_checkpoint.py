@@ -59,7 +59,7 @@ def test_chunk_size_does_not_change_results(tmp_path):
     b = vecpg.train(TINY, seeds=[0, 1], run_dir=tmp_path / "b", checkpoint_every=7)
     for k in a.metrics:
         np.testing.assert_array_equal(a.metrics[k], b.metrics[k], err_msg=k)
-    assert a.metrics["kl"].shape == (2, TINY.num_iterations)
+    assert a.metrics["kl_new_old"].shape == (2, TINY.num_iterations)
     # One compiled call (no chunks) fuses init and loop: equal up to float rounding.
     c = vecpg.train(TINY, seeds=[0, 1])
     for k in a.metrics:

@@ -49,12 +49,15 @@ fns = vecpg.make_train(cfg.static())
 hp = jax.tree.map(lambda x: jnp.stack([x, x]), cfg.hparams())
 keys = jnp.stack([jax.random.key(s) for s in seeds])
 _, one = jax.jit(fns.train, static_argnums=3)(keys, hp, jnp.arange(2), cfg.num_iterations)
-diff = {k: float(np.max(np.abs(np.asarray(one[k]) - v) / (np.abs(v) + 1e-3)))
+one = {k: np.asarray(one[k], np.float64) for k in sharded}  # NaN: no episode ended yet
+nan = {k: bool(np.array_equal(np.isnan(one[k]), np.isnan(v))) for k, v in sharded.items()}
+diff = {k: float(np.max(np.abs(one[k] - v), initial=0, where=~np.isnan(one[k] - v)))
         for k, v in sharded.items()}
+scale = {k: float(np.max(np.abs(v), initial=0, where=~np.isnan(v))) for k, v in one.items()}
 print(json.dumps({"devices": jax.device_count(), "env_devices": plan.env_devices,
                   "summary": [summary["num_devices"], summary["devices_per_lane"]],
                   "chunk": plan.chunk, "all_reduce": hlo.count("all-reduce("), "diff": diff,
-                  "returns": sharded["episode_return"][:, -1].tolist()}))
+                  "scale": scale, "nan_match": nan, "finished": one["episodes_finished"].tolist()}))
 """
 
 
@@ -66,9 +69,15 @@ def test_two_lanes_on_four_devices_match_one_device():
     assert (r["devices"], r["env_devices"], r["chunk"]) == (4, 2, 2)  # a 2 x 2 mesh
     assert r["summary"] == [4, 2]  # summary.json: num_devices, devices_per_lane
     assert r["all_reduce"] > 0  # gradients are summed across the env shards
-    worst = max(r["diff"].values())
-    assert worst < 1e-3, r["diff"]  # float rounding only, over 6 iterations
-    assert all(x > 0 for x in r["returns"])
+    # float rounding only, over 6 iterations: the gradient is averaged over 2 shards in
+    # another order. As in tests/test_sweep.py::assert_close_at_scale, 1e-5 (1 + max|x|)
+    # per metric (84 float32 eps at that scale); measured at most 9.6 of them
+    # (explained_variance), kl_old_new 0.07
+    bad = {k: d for k, d in r["diff"].items() if not d <= 1e-5 * (1 + r["scale"][k])}
+    assert bad == {}, (bad, r["scale"])
+    assert all(r["nan_match"].values()), r["nan_match"]  # NaN (no episode yet) alike
+    # not vacuous: every lane finished episodes, so episode_return compared real means
+    assert all(sum(lane) > 0 for lane in r["finished"]), r["finished"]
 
 
 MEAN_GRAD = r"""
@@ -107,5 +116,7 @@ def test_mean_grad_over_split_envs_is_the_whole_minibatch_gradient_in_one_flat_a
     out = subprocess.run([sys.executable, "-c", MEAN_GRAD], env=env, cwd=ROOT,
                          capture_output=True, text=True, check=True)  # fmt: skip
     r = json.loads(out.stdout.strip().splitlines()[-1])
+    # float32 gradients of O(1) entries: two half-batch means averaged vs one mean differ
+    # by a few eps; 1e-5 is ~84 eps
     assert max(r["diff"]) < 1e-5, r["diff"]
     assert r["reduces"] == ["f32[22]{0}"]  # 15 + 5 gradient entries and 2 metrics

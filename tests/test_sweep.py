@@ -23,6 +23,23 @@ TINY = vecpg.TrainConfig(
 GRID = {"learning_rate": [3e-4, 1e-3], "clip_eps": [0.1, 0.3]}
 
 
+def assert_close_at_scale(got, want, err_msg=""):
+    """|got - want| <= 1e-5 (1 + max|want|) elementwise, for one metric's series.
+
+    The same lanes computed in a different layout (another vmap width, device count or
+    chunking) differ by float32 rounding, amplified over the iterations. Metrics are
+    built from O(1) quantities (normalised advantages, ratios, probabilities), so their
+    rounding scales with 1 + |value|, not |value| (a policy loss of -0.0008 is a mean of
+    terms near 1). Measured on these 10-iteration configs, in units of
+    eps (1 + max|want|), eps = float32 eps = 1.2e-7: at most 7.2 (explained_variance,
+    4 devices chunked vs whole), 3.5 for a grid point vs the same run alone; another
+    2-core AMD EPYC reported 9 (1.07e-6 on -0.00082). 1e-5 is 84 such units: 10x the
+    largest seen, and far below what a lane given the wrong seed or grid point moves."""
+    want = np.asarray(want, np.float64)  # NaN (no episode finished yet) must match NaN
+    atol = 1e-5 * (1.0 + np.max(np.abs(want), initial=0.0, where=~np.isnan(want)))
+    np.testing.assert_allclose(got, want, rtol=0, atol=atol, equal_nan=True, err_msg=err_msg)
+
+
 @pytest.fixture(scope="module")
 def tiny_sweep():
     return sweep(TINY, GRID, seeds=4)
@@ -44,9 +61,7 @@ def test_grid_compiles_once_and_matches_runs_one_by_one(caplog):
         for s in range(4):
             alone = vecpg.train(cfg, seeds=[s])
             for k, v in alone.metrics.items():
-                np.testing.assert_allclose(
-                    res.metrics[k][g, s], v[0], rtol=1e-4, atol=1e-5, err_msg=f"{point} {s} {k}"
-                )
+                assert_close_at_scale(res.metrics[k][g, s], v[0], err_msg=f"{point} {s} {k}")
 
 
 def test_sweep_outputs_and_ranking(tiny_sweep, tmp_path):
@@ -57,14 +72,17 @@ def test_sweep_outputs_and_ranking(tiny_sweep, tmp_path):
     saved = np.load(out / "metrics.npz")
     final = saved["episode_return"][:, :, -1]  # [grid, seeds]
     points = [dict(zip(GRID, combo, strict=True)) for combo in itertools.product(*GRID.values())]
+    # IQM of 4 seeds by its definition: the mean of the middle two of the sorted four
+    iqm_of_4 = lambda f: np.sort(np.asarray(f, np.float64))[1:3].mean()  # noqa: E731
     by_hand = sorted(
-        ((vecpg.stats.iqm(f), p) for f, p in zip(final, points, strict=True)),
+        ((iqm_of_4(f), p) for f, p in zip(final, points, strict=True)),
         key=lambda t: -t[0],
     )
     assert len(set(np.round([t[0] for t in by_hand], 6))) > 1  # a real ordering to check
     for (want_iqm, want_point), r in zip(by_hand, ranking, strict=True):
         assert {k: r[k] for k in GRID} == want_point
-        np.testing.assert_allclose(r["iqm"], want_iqm, rtol=1e-6)
+        # both float64 means of the same two float32 returns: equal to float64 rounding
+        np.testing.assert_allclose(r["iqm"], want_iqm, rtol=1e-12)
     for r in ranking:
         lo, hi = r["iqm_ci95"]
         assert lo <= r["iqm"] <= hi
@@ -125,7 +143,7 @@ def test_sweep_cli(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "IQM final return" in printed and (out / "ranking.md").exists()
     assert main(["sweep", "--grid", "num-envs=4,8", "--out", str(tmp_path / "x")]) == 2
-    assert "invalid grid field 'num_envs'" in capsys.readouterr().err
+    assert "num_envs changes the compiled program" in capsys.readouterr().err
 
 
 def test_sharded_and_chunked_sweeps_equal_single_device(tiny_sweep, tmp_path):
@@ -142,5 +160,8 @@ def test_sharded_and_chunked_sweeps_equal_single_device(tiny_sweep, tmp_path):
     assert "DEVICES 4 4 4" in proc.stdout  # spread over 4 devices; 16 runs in 4 calls
     got = np.load(out)
     for k, v in tiny_sweep.metrics.items():
-        np.testing.assert_allclose(got["full_" + k], v, rtol=1e-4, atol=1e-5, err_msg=k)
-        np.testing.assert_allclose(got["chunk_" + k], got["full_" + k], rtol=1e-5, atol=1e-6)
+        # the same 16 runs on 4 devices vs this process's devices, and in 4 calls of 4
+        # lanes vs one call of 16: different vmap widths, so rounding differs; only the
+        # same program on the same devices promises bits (test_train, test_checkpoint)
+        assert_close_at_scale(got["full_" + k], v, err_msg=k)
+        assert_close_at_scale(got["chunk_" + k], got["full_" + k], err_msg=k)

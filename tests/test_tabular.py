@@ -1,4 +1,10 @@
-"""The lecture's claims, checked exactly on finite MDPs (float64)."""
+"""The lecture's claims, checked exactly on finite MDPs (float64).
+
+Tolerances: float64 eps is 2.2e-16; values here are at most |r|max / (1 - gamma) ~ 30,
+computed by linear solves of at most 18 x 18 systems with condition ~ 1 / (1 - gamma)
+= 10, so rounding stays below ~1e-13. The 1e-10 / 1e-12 bounds leave 100x or more for
+that and are still 1e6 below any formula mistake (a missing 1 / (1 - gamma), a wrong
+distribution)."""
 
 import jax
 import jax.numpy as jnp
@@ -47,7 +53,7 @@ def test_claim1_performance_difference_identity(seed):
     lhs = tb.objective(mdp, pi_new) - tb.objective(mdp, pi)
     d_new = tb.discounted_visitation(mdp, pi_new)
     rhs = jnp.sum(d_new[:, None] * pi_new * tb.advantages(mdp, pi)) / (1 - mdp.gamma)
-    assert abs(float(lhs - rhs)) <= 1e-6
+    assert abs(float(lhs - rhs)) <= 1e-10  # an identity: float64 rounding only
 
 
 def test_claim2_state_marginal_bound():
@@ -90,11 +96,26 @@ def test_claim5_natural_gradient_is_the_advantage():
     np.testing.assert_allclose(tb.fisher(mdp, theta) @ w.ravel(), g.ravel(), atol=1e-10)
 
 
-def test_gridworld_is_a_valid_mdp():
-    mdp = tb.gridworld(4)
-    np.testing.assert_allclose(mdp.P.sum(-1), 1.0, atol=1e-12)
-    pi = tb.policy(jnp.zeros((16, 4)))
-    assert 0.0 < float(tb.objective(mdp, pi)) < 1.0 / (1 - 0.9)
+def test_gridworld_by_hand():
+    """2 x 2 grid (states 0 1 / 2 3, goal 3), actions up/right/down/left.
+
+    Transitions with slip 0.1, from state 0: `right` reaches 1 with 0.9 + 0.1/4, stays
+    with 0.1/4 + 0.1/4 (a slip up or left hits a wall) and reaches 2 with 0.1/4; `up`
+    stays with 0.9 + 0.1/4 + 0.1/4 and reaches 1 or 2 with 0.1/4 each. The goal restarts
+    at 0 whatever the action. Without slip, the policy right, down, (anything at the
+    goal) loops 0 -> 1 -> 3 -> 0 with reward 1 at t = 2, 5, 8, ...:
+    J = gamma^2 / (1 - gamma^3) = 0.81 / 0.271."""
+    mdp = tb.gridworld(2, gamma=0.9, slip=0.1)
+    np.testing.assert_allclose(mdp.P.sum(-1), 1.0, atol=1e-12)  # float64 sums of 4 terms
+    np.testing.assert_allclose(mdp.P[0, 1], [0.05, 0.925, 0.025, 0.0], atol=1e-12)
+    np.testing.assert_allclose(mdp.P[0, 0], [0.95, 0.025, 0.025, 0.0], atol=1e-12)
+    np.testing.assert_allclose(mdp.P[3], np.tile([1.0, 0, 0, 0], (4, 1)), atol=1e-12)
+    np.testing.assert_allclose(mdp.r, [[0.0] * 4] * 3 + [[1.0] * 4], atol=0)
+    right, down = jnp.eye(4)[1], jnp.eye(4)[2]
+    pi = jnp.stack([right, down, right, right])  # state 2 is never visited
+    det = tb.gridworld(2, gamma=0.9, slip=0.0)
+    # float64 linear solve of a 4 x 4 system: rounding ~1e-15 relative
+    np.testing.assert_allclose(tb.objective(det, pi), 0.81 / 0.271, rtol=1e-12)
 
 
 def test_claim3_surrogate_error_within_bound_and_second_order():
@@ -139,4 +160,5 @@ def test_value_iteration_dominates_every_policy():
     v_star = tb.optimal_values(mdp)
     assert np.all(v_star >= tb.state_values(mdp, tb.policy(theta)) - 1e-9)
     greedy = jax.nn.one_hot(jnp.argmax(mdp.r + mdp.gamma * mdp.P @ v_star, 1), 3)
-    np.testing.assert_allclose(tb.state_values(mdp, greedy), v_star, atol=1e-8)
+    # 2000 sweeps of value iteration at gamma 0.9 converge to float64 rounding (0.9^2000)
+    np.testing.assert_allclose(tb.state_values(mdp, greedy), v_star, atol=1e-10)

@@ -9,6 +9,7 @@ import pytest
 
 import vecpg
 from tests.conftest import BRAX_PENDULUM, PENDULUM_THRESHOLD
+from tests.test_sweep import assert_close_at_scale
 
 # Small config for exactness tests: cheap to compile, a few iterations.
 TINY = vecpg.TrainConfig(
@@ -53,10 +54,19 @@ def test_run_dir_contents_and_round_trip(cartpole_run):
     for name in ("config.json", "metrics.npz", "summary.json", "params.msgpack", "curves.png"):
         assert (run_dir / name).stat().st_size > 0, name
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert len(summary["final_return_per_seed"]) == 4
-    np.testing.assert_allclose(summary["final_return_mean"], res.final_returns().mean())
     metrics = np.load(run_dir / "metrics.npz")
     iters = res.config.num_iterations
+    # The documented score, from metrics.npz in float64: final return = mean
+    # episode_return over the last 10% of iterations (round(0.1 * 488) = 49 here), no
+    # seed diverged; the CI is a percentile bootstrap, so it lies within the seeds' range.
+    assert iters == 488 and not metrics["diverged"].any()
+    per_seed = metrics["episode_return"][:, -49:].astype(np.float64).mean(axis=1)
+    # returns <= 500 averaged in float32 over 49 values: 49 * eps * 500 ~ 3e-3 worst case
+    np.testing.assert_allclose(summary["final_return_per_seed"], per_seed, rtol=0, atol=4e-3)
+    np.testing.assert_allclose(summary["final_return_mean"], per_seed.mean(), rtol=0, atol=4e-3)
+    lo, hi = summary["final_return_ci95"]
+    assert per_seed.min() - 4e-3 <= lo <= summary["final_return_mean"] <= hi
+    assert hi <= per_seed.max() + 4e-3
     for key in (
         "env_steps",
         "episode_return",
@@ -64,7 +74,9 @@ def test_run_dir_contents_and_round_trip(cartpole_run):
         "policy_loss",
         "value_loss",
         "entropy",
-        "kl",
+        "kl_old_new",
+        "kl_new_old",
+        "max_ratio",
         "clip_frac",
         "explained_variance",
         "grad_norm",
@@ -78,13 +90,18 @@ def test_run_dir_contents_and_round_trip(cartpole_run):
 
 
 def test_seed_in_batch_matches_seed_alone():
+    """Within float32 rounding at each metric's scale (assert_close_at_scale: measured
+    2.6 eps (1 + max|x|) here over 10 iterations, allowed 84): a vmap of 3 lanes and of
+    1 compile to different programs, so the bits may differ."""
     batch = vecpg.train(TINY, seeds=[0, 1, 2])
     alone = vecpg.train(TINY, seeds=[1])
     for k, v in batch.metrics.items():
-        np.testing.assert_allclose(v[1], alone.metrics[k][0], rtol=1e-4, atol=1e-5, err_msg=k)
+        assert_close_at_scale(v[1], alone.metrics[k][0], err_msg=k)
 
 
 def test_same_config_and_seed_give_identical_metrics():
+    """The one place bits are promised: the same program, the same machine, run twice in
+    one process (tests/test_golden.py compares across machines within a tolerance)."""
     a = vecpg.train(TINY, seeds=[3, 4])
     b = vecpg.train(TINY, seeds=[3, 4])
     for k in a.metrics:

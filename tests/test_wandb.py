@@ -44,7 +44,7 @@ def test_offline_history_matches_metrics(tmp_path, no_wandb_env):
         assert run["config"]["total_steps"] == TINY.total_steps
         history = run["history"]
         assert len(history) == TINY.num_iterations  # every iteration, in order
-        for key in ("env_steps", "episode_return", "kl", "policy_loss", "value_loss"):
+        for key in ("env_steps", "episode_return", "kl_new_old", "policy_loss", "value_loss"):
             logged = np.array([row[key] for row in history], np.float32)
             np.testing.assert_array_equal(logged, metrics[key][i], err_msg=key)
     agg = [row for row in runs["exp-aggregate"]["history"] if "return_mean" in row]
@@ -93,7 +93,7 @@ def test_wandb_failing_mid_run_does_not_stop_training(tmp_path, no_wandb_env, ca
         res = vecpg.train(TINY, seeds=2, run_dir=tmp_path / "flaky", wandb=WandbOptions("offline"))
     assert "W&B logging stopped (ConnectionError: service went away)" in capsys.readouterr().out
     assert_complete(tmp_path / "flaky")
-    assert res.metrics["kl"].shape == (2, TINY.num_iterations)
+    assert res.metrics["kl_new_old"].shape == (2, TINY.num_iterations)
     assert calls["n"] > 5
 
 

@@ -1,10 +1,24 @@
-"""A2C: the vanilla policy gradient with a GAE baseline, one full-batch step per batch:
+"""A2C as vecpg runs it: synchronous advantage actor-critic, one full-batch step per
+iteration. Each iteration collects num_envs x num_steps transitions, computes GAE
+advantages (gae_lambda) and value targets, normalises the advantages over the whole
+batch (zero mean, unit std), and takes ONE Adam step (eps 1e-5, global-norm gradient
+clipping at max_grad_norm, linear LR annealing with `anneal_lr`) on
 
-minimise  -E[log pi(a|s) A] + vf_coef (V - R)^2 - ent_coef H
+    minimise  -E[log pi(a|s) A_norm] + vf_coef * 0.5 E[(V(s) - target)^2] - ent_coef E[H]
 
-A2C's own defaults (DEFAULTS, as stable-baselines3's A2C): many small batches, 16 envs x 5
-steps, at learning rate 7e-4. PPO's 8 x 128 batch gave a2c one step per 1024 samples,
-488 updates in 500k steps: CartPole IQM 131 and inverted_pendulum 14.
+with separate actor and critic networks updated by the one joint loss.
+
+What differs from stable-baselines3's A2C, whose rollout length (5 steps) and learning
+rate (7e-4) DEFAULTS copies: sb3 steps with RMSprop (alpha 0.99, eps 1e-5) where vecpg
+uses Adam; sb3 does not normalise advantages by default (`normalize_advantage=False`)
+where vecpg always does; sb3's value loss is the MSE without the 0.5; and the shared
+defaults here are gae_lambda 0.95 and ent_coef 0.01 where sb3 uses 1.0 (n-step
+returns) and 0.0. So this is "A2C with Adam and normalised advantages", not a
+reproduction of sb3's numbers.
+
+A2C's own defaults (DEFAULTS, as sb3's A2C): many small batches, 16 envs x 5 steps, at
+learning rate 7e-4. PPO's 8 x 128 batch gave a2c one step per 1024 samples, 488 updates
+in 500k steps: CartPole IQM 131 and inverted_pendulum 14.
 """
 
 from __future__ import annotations
@@ -38,8 +52,8 @@ DEFAULTS: dict[str, Any] = {"num_envs": 16, "num_steps": 5, "learning_rate": 7e-
 
 
 def pg_loss(nets: Nets, agent: Agent, b: Batch, hp: HParams) -> tuple[jax.Array, Metrics]:
-    """-E[log pi(a|s) A] + vf * value loss - ent * entropy, on the whole batch [N]
-    (advantages normalised by the caller)."""
+    """-E[log pi(a|s) A] + vf_coef * 0.5 E[(V - target)^2] - ent_coef * E[H], on the
+    whole batch [N] (advantages normalised over the batch by the caller, `update`)."""
     dist = agent.actor.apply(nets.actor, b.obs)
     logp = agent.dist.log_prob(dist, b.action)
     policy_loss = -jnp.mean(logp * b.advantage)

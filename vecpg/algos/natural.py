@@ -102,12 +102,12 @@ class LineSearch(NamedTuple):
     params: Any  # accepted parameters (the old ones if nothing was accepted)
     accepted: jax.Array  # bool
     steps: jax.Array  # backtracking steps taken: 1 = full step; num_steps if none accepted
-    kl: jax.Array  # KL at the accepted point (0 if none)
+    kl_old_new: jax.Array  # KL(old || new) at the accepted point (0 if none)
     improvement: jax.Array  # surrogate improvement at the accepted point (0 if none)
 
 
 def backtracking_line_search(
-    objective_and_kl: Callable[[Any], tuple[jax.Array, jax.Array]],
+    objective_and_kl_old_new: Callable[[Any], tuple[jax.Array, jax.Array]],
     params: Any,
     full_step: Any,
     max_kl: ArrayLike,
@@ -115,18 +115,21 @@ def backtracking_line_search(
     num_steps: int,
 ) -> LineSearch:
     """Try params + coef^k * full_step for k = 0..num_steps-1 and accept the first with
-    KL <= max_kl and a strictly improved objective (surrogate).
+    KL(old || new) <= max_kl and a strictly improved objective (surrogate).
+
+    objective_and_kl_old_new: candidate params -> (objective, mean KL(pi_params ||
+    pi_candidate)), the direction TRPO constrains.
 
     All candidates are evaluated at once (vmap): the cost is fixed, which is what a
     vmapped batch of seeds would pay anyway, and it parallelises on accelerators.
     """
-    base_obj, _ = objective_and_kl(params)
+    base_obj, _ = objective_and_kl_old_new(params)
     fracs = coef ** jnp.arange(num_steps, dtype=jnp.float32)
 
     def candidate(frac):
         return jax.tree.map(lambda p, s: p + frac * s, params, full_step)
 
-    objs, kls = jax.vmap(lambda f: objective_and_kl(candidate(f)))(fracs)
+    objs, kls = jax.vmap(lambda f: objective_and_kl_old_new(candidate(f)))(fracs)
     ok = (kls <= max_kl) & (objs > base_obj) & jnp.isfinite(objs) & jnp.isfinite(kls)
     first = jnp.argmax(ok)
     accepted = ok[first]
@@ -135,6 +138,6 @@ def backtracking_line_search(
         params=new,
         accepted=accepted,
         steps=jnp.where(accepted, first + 1, num_steps),
-        kl=jnp.where(accepted, kls[first], 0.0),
+        kl_old_new=jnp.where(accepted, kls[first], 0.0),
         improvement=jnp.where(accepted, objs[first] - base_obj, 0.0),
     )

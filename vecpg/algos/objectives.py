@@ -1,12 +1,18 @@
 """The objective terms every algorithm is built from, each on a flat batch [N].
 
-ratio        r = pi_theta'(a|s) / pi_theta(a|s)
-surrogate    A_bar(theta') = E[r A]                      (the lecture's surrogate)
-clipped      E[min(r A, clip(r, 1-eps, 1+eps) A)]        (PPO)
-mean_kl      E_s[KL(pi_theta'(.|s) || pi_theta(.|s))]    (new || old, as logged)
-mean_kl_from_old  E_s[KL(pi_theta(.|s) || pi_theta'(.|s))]  (old || new: TRPO's constraint)
-entropy      E_s[H(pi_theta'(.|s))]
-value_loss   0.5 E[(V(s) - target)^2]
+Every KL says its direction: `new` is pi_theta' (the parameters being optimised), `old`
+is pi_theta (the policy that collected the batch, `b.old_dist`).
+
+ratio            r = pi_theta'(a|s) / pi_theta(a|s)
+surrogate        A_bar(theta') = E[r A]                          (the lecture's surrogate)
+clipped          E[min(r A, clip(r, 1-eps, 1+eps) A)]            (PPO)
+kl_old_new       E_s[KL(pi_theta(.|s) || pi_theta'(.|s))]   (old || new: what trpo
+                 constrains and ppo_kl and dual penalise, as the TRPO and PPO papers do)
+kl_new_old       E_s[KL(pi_theta'(.|s) || pi_theta(.|s))]   (new || old: the lecture's
+                 D_KL(pi_theta' || pi_theta); logged for comparison)
+mean_kl_old_new, mean_kl_new_old: the same from actor parameters instead of a distribution
+entropy          E_s[H(pi_theta'(.|s))]
+value_loss       0.5 E[(V(s) - target)^2]
 """
 
 from __future__ import annotations
@@ -38,20 +44,27 @@ def clipped_surrogate(ratio: jax.Array, adv: jax.Array, clip_eps: ArrayLike) -> 
     return jnp.mean(jnp.minimum(ratio * adv, clipped * adv))
 
 
-def kl_to_old(agent: Agent, dist: Any, b: Batch) -> jax.Array:
-    """E_s[KL(dist || pi_old)] for distribution parameters `dist` on b.obs."""
+def kl_old_new(agent: Agent, dist: Any, b: Batch) -> jax.Array:
+    """E_s[KL(pi_old || dist)] for distribution parameters `dist` (pi_new) on b.obs."""
+    return jnp.mean(agent.dist.kl(b.old_dist, dist))
+
+
+def kl_new_old(agent: Agent, dist: Any, b: Batch) -> jax.Array:
+    """E_s[KL(dist || pi_old)] for distribution parameters `dist` (pi_new) on b.obs."""
     return jnp.mean(agent.dist.kl(dist, b.old_dist))
 
 
-def mean_kl(agent: Agent, actor_params: Any, b: Batch) -> jax.Array:
-    """E_s[KL(pi_theta'(.|s) || pi_theta(.|s))] over the batch."""
-    return kl_to_old(agent, agent.actor.apply(actor_params, b.obs), b)
+def mean_kl_old_new(agent: Agent, actor_params: Any, b: Batch) -> jax.Array:
+    """E_s[KL(pi_theta(.|s) || pi_theta'(.|s))] over the batch, theta' = actor_params:
+    old || new, the direction the TRPO paper (and its reference code) constrains and the
+    PPO paper (sec. 4) penalises."""
+    return kl_old_new(agent, agent.actor.apply(actor_params, b.obs), b)
 
 
-def mean_kl_from_old(agent: Agent, actor_params: Any, b: Batch) -> jax.Array:
-    """E_s[KL(pi_theta(.|s) || pi_theta'(.|s))] over the batch: old || new, the direction
-    the TRPO paper (and its reference code) constrains."""
-    return jnp.mean(agent.dist.kl(b.old_dist, agent.actor.apply(actor_params, b.obs)))
+def mean_kl_new_old(agent: Agent, actor_params: Any, b: Batch) -> jax.Array:
+    """E_s[KL(pi_theta'(.|s) || pi_theta(.|s))] over the batch, theta' = actor_params:
+    new || old, the lecture's D_KL(pi_theta' || pi_theta)."""
+    return kl_new_old(agent, agent.actor.apply(actor_params, b.obs), b)
 
 
 def entropy(agent: Agent, dist: Any) -> jax.Array:

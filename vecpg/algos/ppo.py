@@ -1,6 +1,6 @@
 """PPO with the clipped surrogate (Schulman et al. 2017), joint actor-critic loss:
 
-    minimise  -E[min(r A, clip(r, 1-eps, 1+eps) A)] + vf_coef (V - R)^2 - ent_coef H
+    minimise  -E[min(r A, clip(r, 1-eps, 1+eps) A)] + vf_coef 0.5 (V - R)^2 - ent_coef H
 
 over update_epochs x num_minibatches Adam steps, advantages normalised per minibatch.
 """

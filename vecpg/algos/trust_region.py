@@ -3,9 +3,10 @@ by its own Adam optimiser (epochs x minibatches).
 
     npg:  alpha = sqrt(2 max_kl / g^T F^-1 g)     (or natural_lr with npg_fixed_step)
     trpo: the same full step, then backtracking by backtrack_coef^k, k < linesearch_steps,
-          accepting the first point with mean KL(pi || pi') <= max_kl (old || new, as in
-          the TRPO paper) and a strictly improved surrogate; if none is accepted theta
-          is kept and it is counted.
+          accepting the first point with mean KL(pi_old || pi_new) <= max_kl (old || new,
+          as in the TRPO paper) and a strictly improved surrogate; if none is accepted
+          theta is kept and it is counted. The trainer logs that constrained KL as
+          `kl_old_new` (policy_change_metrics, for every algorithm).
 
 The surrogate uses the GAE advantages centred over the batch (a constant shift of A
 moves g along E[grad log pi], which is zero only in expectation) but not rescaled: the
@@ -165,7 +166,7 @@ def update(
     full_step = unravel(d.alpha * d.x)
     if line_search:
         ls = backtracking_line_search(
-            lambda p: (obj.surrogate(agent, p, batch), obj.mean_kl_from_old(agent, p, batch)),
+            lambda p: (obj.surrogate(agent, p, batch), obj.mean_kl_old_new(agent, p, batch)),
             params.actor,
             full_step,
             max_kl,
@@ -177,7 +178,6 @@ def update(
             "linesearch_steps": ls.steps.astype(jnp.float32),
             "linesearch_accepted": ls.accepted.astype(jnp.float32),
             "surrogate_improvement": ls.improvement,
-            "kl_old_new": obj.mean_kl_from_old(agent, ls.params, batch),
         }
         taken = jnp.where(ls.accepted, hp.backtrack_coef ** (ls.steps - 1), 0.0)
     else:

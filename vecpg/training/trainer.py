@@ -43,8 +43,8 @@ class TrainState:
     algo_state: Any
     env_state: EpisodeState  # leaves [num_envs, ...]
     key: jax.Array
-    last_return: jax.Array  # latest mean return of finished episodes (carried forward)
-    last_length: jax.Array
+    last_return: jax.Array  # latest mean return of finished episodes (carried forward;
+    last_length: jax.Array  # NaN until the lane's first episode finishes)
     diverged: jax.Array  # bool: params, loss or gradients were non-finite at some iteration
 
 
@@ -70,9 +70,9 @@ def init_train_state(p: Pieces, key: jax.Array, hp: HParams) -> TrainState:
     env_state = jax.vmap(reset_episode, in_axes=(None, 0))(
         p.env, jax.random.split(k_env, p.static.num_envs)
     )
-    zero = jnp.float32(0.0)
+    none_yet = jnp.float32(jnp.nan)  # no return is reported before an episode finishes
     no = jnp.bool_(False)
-    return TrainState(params, p.updater.init(params, hp), env_state, key, zero, zero, no)
+    return TrainState(params, p.updater.init(params, hp), env_state, key, none_yet, none_yet, no)
 
 
 def make_batch(
@@ -107,11 +107,15 @@ def make_batch(
 
 
 def policy_change_metrics(agent: Agent, actor_params: Any, batch: Batch) -> Metrics:
-    """Mean KL(pi_new || pi_old) and the largest ratio pi_new/pi_old over the batch [N]."""
+    """How far the update moved the policy, over the batch [N]: `kl_old_new`, the mean
+    KL(pi_old || pi_new) (what trpo constrains and ppo_kl and dual penalise),
+    `kl_new_old`, the mean KL(pi_new || pi_old) (the lecture's direction), and
+    `max_ratio`, the largest pi_new(a|s) / pi_old(a|s)."""
     new = agent.actor.apply(actor_params, batch.obs)
     log_ratio = agent.dist.log_prob(new, batch.action) - batch.log_prob
     return {
-        "kl": jnp.mean(agent.dist.kl(new, batch.old_dist)),
+        "kl_old_new": jnp.mean(agent.dist.kl(batch.old_dist, new)),
+        "kl_new_old": jnp.mean(agent.dist.kl(new, batch.old_dist)),
         "max_ratio": jnp.max(jnp.exp(log_ratio)),
     }
 
@@ -161,7 +165,10 @@ def train_iteration(
         "episode_return": last_return,
         "episode_length": last_length,
         "episodes_finished": n_done,
-        "return_change": last_return - state.last_return,
+        # 0 until two returns exist: a first return is no change
+        "return_change": jnp.where(
+            jnp.isnan(state.last_return), 0.0, last_return - state.last_return
+        ),
         "nonfinite": jnp.sum(traj.nonfinite.astype(jnp.float32)),
         "diverged": diverged.astype(jnp.float32),
         "explained_variance": explained_variance(batch.value, batch.target),
