@@ -13,19 +13,22 @@ from typing import Any
 import jax
 
 
+def cpu_model() -> str:
+    """The host CPU's model name (/proc/cpuinfo), else what `platform` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "cpu"
+
+
 def machine() -> str:
     """'CPU: <model>, <n> cores' or '<PLATFORM>: <device kind>' of the first device."""
     dev = jax.devices()[0]
     if dev.platform == "cpu":
-        model = platform.processor() or "cpu"
-        try:
-            for line in Path("/proc/cpuinfo").read_text().splitlines():
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-        except OSError:
-            pass
-        return f"CPU: {model}, {os.cpu_count()} cores"
+        return f"CPU: {cpu_model()}, {os.cpu_count()} cores"
     return f"{dev.platform.upper()}: {dev.device_kind}"
 
 

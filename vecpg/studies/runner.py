@@ -49,16 +49,10 @@ def machine() -> dict[str, Any]:
     """Where a cell ran: CPU model, core count, jax version and devices."""
     import jax
 
-    model = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    from vecpg.bench.timing import cpu_model
+
     return {
-        "cpu": model or platform.machine(),
+        "cpu": cpu_model(),
         "cores": os.cpu_count(),
         "platform": platform.platform(),
         "jax": jax.__version__,

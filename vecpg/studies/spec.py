@@ -101,21 +101,11 @@ def check_layer(where: str, layer: Any) -> dict[str, Any]:
 
 
 def parse_grid(items: Sequence[str]) -> dict[str, tuple[float, ...]]:
-    """['lr=3e-4,1e-3'] -> {'learning_rate': (3e-4, 1e-3)}; one line for a bad item."""
-    grid: dict[str, tuple[float, ...]] = {}
-    for item in items:
-        name, sep, values = item.partition("=")
-        name = name.strip().replace("-", "_")
-        name = GRID_ALIASES.get(name, name)
-        if not sep or not values:
-            raise ConfigError(f"invalid grid={item!r}: expected name=v1,v2,...")
-        if name in grid:
-            raise ConfigError(f"invalid grid={item!r}: {name} is given twice")
-        try:
-            grid[name] = tuple(float(v) for v in values.split(","))
-        except ValueError:
-            raise ConfigError(f"invalid grid={item!r}: values must be numbers") from None
-    return check_grid(grid)
+    """['lr=3e-4,1e-3'] -> {'learning_rate': (3e-4, 1e-3)}; one line for a bad item
+    (`vecpg sweep`'s parser, then the study's checks)."""
+    from vecpg.run.launch import parse_grid_args
+
+    return check_grid(parse_grid_args(items))
 
 
 def check_grid(grid: Mapping[str, Any]) -> dict[str, tuple[float, ...]]:
