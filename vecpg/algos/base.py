@@ -115,17 +115,40 @@ def mean_grad(
     share apart and the D results are averaged through ONE all-reduce of one flat
     vector: left to GSPMD, the gradient's leaves and the metrics are reduced as a tuple,
     which XLA's CPU runtime runs leaf by leaf (~0.3 ms for a small MLP's gradient, where
-    one flat vector takes ~0.02 ms; 2 host devices)."""
+    one flat vector takes ~0.02 ms; 2 host devices).
+
+    M must divide by D for that split (`mean_grad_batch` says which M an algorithm
+    gives, and `vecpg.training.execute.env_devices_for` picks a D that divides it). When
+    it does not, every device of the row differentiates the whole minibatch: the same
+    gradient, without the speed-up, rather than a failed reshape."""
     grad_fn = jax.grad(loss_fn, has_aux=True)
     shards = env_shards()
     if shards <= 1:
         return grad_fn(params, agent, mb, hp)
+    if jax.tree.leaves(mb)[0].shape[0] % shards:
+        return grad_fn(params, agent, whole_on_each(mb), hp)
     split = jax.tree.map(lambda x: x.reshape(shards, x.shape[0] // shards, *x.shape[1:]), mb)
     per_shard = jax.vmap(grad_fn, in_axes=(None, None, 0, None))(
         params, agent, split_envs(split, axis=0), hp
     )
     flat = jax.vmap(lambda tree: ravel_pytree(tree)[0])(per_shard)  # [D, P]
     return ravel_pytree(jax.tree.map(lambda x: x[0], per_shard))[1](jnp.mean(flat, axis=0))
+
+
+# Algorithms whose one optimiser step per iteration takes the whole batch (`sgd_step` on
+# it, no `minibatch_epochs`): a2c. Every other algorithm's `mean_grad` gets minibatches
+# (npg and trpo: their critic's; the natural step itself has no reshape by devices).
+FULL_BATCH_STEP = frozenset({"a2c"})
+
+
+def mean_grad_batch(static: StaticConfig) -> int:
+    """M, the leading size of every batch `mean_grad` gets under `static`: the whole batch
+    num_envs * num_steps for a full-batch algorithm, else a minibatch of it,
+    batch_size // num_minibatches. A lane's envs split over D devices differentiate M/D
+    samples each when D divides M."""
+    if static.algo in FULL_BATCH_STEP:
+        return static.batch_size
+    return static.batch_size // static.num_minibatches
 
 
 def minibatch_epochs(

@@ -22,7 +22,11 @@ def split_envs(tree: Any, axis: int) -> Any:
     """Data parallelism inside a lane: one lane's arrays with their env axis at `axis`
     constrained to the mesh's "envs" axis, so each device steps its share of the envs;
     XLA (GSPMD) reduces statistics across them, and `vecpg.algos.base.mean_grad`
-    averages the gradients. Unchanged without an "envs" axis of more than one device."""
+    averages the gradients. Unchanged without an "envs" axis of more than one device.
+
+    A size the devices do not divide is still correct (GSPMD pads the last share), only
+    uneven; the planner (`vecpg.training.execute.env_devices_for`) picks rows that divide
+    num_envs and the minibatch, and `mean_grad` never reshapes a size they do not."""
     return _constrained(tree, jax.sharding.PartitionSpec(*([None] * axis), ENVS))
 
 
