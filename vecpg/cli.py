@@ -44,7 +44,7 @@ class TrainRunFlags:
     """How `vecpg train` launches (not part of the training config)."""
 
     seeds: int = 8
-    """Number of seeds (0..seeds-1), vmapped into one compiled call."""
+    """Number of seeds (0..seeds-1), vmapped into one compiled program."""
     out: Annotated[
         str | None, tyro.conf.arg(help_behavior_hint="(default: runs/<algo>-<env>-<time>)")
     ] = None
@@ -54,7 +54,7 @@ class TrainRunFlags:
     progress: bool = True
     """Show live progress while the compiled run goes."""
     checkpoint_every: int = 100
-    """Checkpoint every seed's full state every N iterations (0: off, one compiled call)."""
+    """Checkpoint every seed's full state every N iterations (0: off)."""
     resume: str | None = None
     """Continue the checkpointed run in this dir (its config.json and run.json are used)."""
 
@@ -86,7 +86,7 @@ class SweepRunFlags:
     progress: bool = True
     """Show live progress."""
     checkpoint_every: int = 100
-    """Checkpoint every lane's full state every N iterations (0: off, one compiled call)."""
+    """Checkpoint every lane's full state every N iterations (0: off)."""
     resume: str | None = None
     """Continue the checkpointed sweep in this dir (its config.json and run.json are used)."""
 

@@ -4,9 +4,9 @@ CIs, probability of improvement, learning curves and interval plots across run d
 Runs are grouped by label (the algorithm, or the shortest unique tail of the path when
 several runs share an algorithm on one env) and by task (the env); tasks may have
 different seed counts (the statistics are stratified per task). Every run dir is checked
-against its own spec.json and metrics, so an edited config.json is refused, not trusted. Aggregates across several tasks are only
-computed on normalised scores (`--score-range env=low,high` for every task): raw returns
-of different envs are not comparable.
+against its own spec.json and metrics, so an edited config.json is refused, not trusted.
+Aggregates across several tasks are only computed on normalised scores (`--score-range
+env=low,high` for every task): raw returns of different envs are not comparable.
 """
 
 from __future__ import annotations

@@ -12,6 +12,10 @@ On top of JAX's coordinator, vecpg keeps two small protocols in its key-value st
 - `Watchdog`: each process bumps a counter every second; a peer whose counter stops for
   `heartbeat_timeout` seconds, or that published a failure, stops the others with a
   clear line (JAX's own heartbeat, set longer, would abort with a C++ stack trace).
+- `leave`: a process that fails says so (`vecpg/left/<id>`) once its line is out; process
+  0, which hosts the coordinator, waits a moment for its peers' before it exits, as a
+  peer whose coordinator vanishes is aborted by JAX with a C++ stack trace (exit 134)
+  before it can print its own line.
 """
 
 from __future__ import annotations
@@ -134,6 +138,8 @@ def join(cluster: Cluster | None) -> None:
             "invalid cluster: JAX already started its devices in this process; join the "
             "job (vecpg.join or the cluster= argument) before any other JAX work"
         )
+    if cluster.process_id == 0 and cluster.coordinator_address is not None:
+        _check_port_free(cluster.coordinator_address)
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     keep_stderr()
     joined = threading.Event()
@@ -174,6 +180,36 @@ def join(cluster: Cluster | None) -> None:
         failed(message)
         raise ConfigError(message)
     atexit.register(done)  # before JAX's client shuts down, or the watchdog would cry wolf
+
+
+def _check_port_free(address: str) -> None:
+    """Process 0 binds the coordinator's port on every interface ([::]:PORT, as JAX
+    does): one line when something holds it already (gRPC would only log noise)."""
+    import errno
+    import socket
+
+    port = int(address.rpartition(":")[2])
+    for family, host in ((socket.AF_INET6, "::"), (socket.AF_INET, "0.0.0.0")):
+        try:
+            sock = socket.socket(family, socket.SOCK_STREAM)
+        except OSError:
+            continue  # no IPv6 here: try IPv4
+        with sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+            try:
+                sock.bind((host, port))
+            except OSError as e:
+                if e.errno == errno.EADDRINUSE:
+                    raise ConfigError(
+                        f"invalid coordinator_address={address!r}: port {port} is in use "
+                        "(process 0 hosts the coordinator there; pick a free port)"
+                    ) from None
+                if family == socket.AF_INET6:
+                    continue
+                return  # another reason (e.g. a privileged port): JAX says it
+            return
 
 
 def keep_stderr() -> None:
@@ -250,6 +286,8 @@ def agree(what: str, error: ConfigError | None) -> None:
     client.key_value_set(f"{prefix}/{me}", f"error {error}" if error else f"ok {what}")
     timeout = _State.cluster.connect_timeout if _State.cluster else 30
     said = [_wait_for(client, f"{prefix}/{p}", timeout, p) for p in range(n)]
+    # Each process ends with its own line (`leave`, process 0 last): the failure is not
+    # published, so that no watchdog ends a peer before that peer has said it.
     if error is not None:
         raise error
     for p, value in enumerate(said):
@@ -302,16 +340,56 @@ def explain(error: Exception) -> Exception:
     return RunFailed(f"a step shared with the other processes failed: {_first_line(error)}")
 
 
+LEAVE_WAIT_S = 10.0  # process 0 failing waits at most this long for its peers to leave
+
+
 def leave(code: int) -> None:
     """End a multi-process command: on success, JAX's exit barrier waits for the peers
-    (process 0 still writing); on failure (already published by `failed`), exit at once,
-    as a peer may be stuck in a collective that will never complete."""
+    (process 0 still writing); on failure (already published by `failed`), exit now, as
+    a peer may be stuck in a collective that will never complete. Process 0 first waits
+    (at most LEAVE_WAIT_S) for the peers to leave too: the coordinator lives in it, and a
+    peer that loses it is aborted by JAX with a C++ stack trace instead of its line."""
     if code == 0:
         done()
         return
     sys.stdout.flush()
     sys.stderr.flush()
+    _say_left()
+    if _State.cluster is not None and _State.cluster.process_id == 0:
+        _wait_for_peers_to_leave(LEAVE_WAIT_S)
     os._exit(code)
+
+
+def _say_left() -> None:
+    """Tell the peers this process is about to exit (its line, if any, is out)."""
+    if not is_multiprocess():
+        return
+    import jax
+
+    try:
+        _client().key_value_set(f"vecpg/left/{jax.process_index()}", "1", allow_overwrite=True)
+    except Exception:
+        pass
+
+
+def _wait_for_peers_to_leave(timeout: float, gone: int | None = None) -> None:
+    """Until every peer but `gone` (known dead) has left or finished, or `timeout` s
+    passed (a dead peer never says so)."""
+    import jax
+
+    try:
+        client, me, n = _client(), jax.process_index(), jax.process_count()
+        deadline = time.monotonic() + timeout
+        waiting = set(range(n)) - {me, gone}
+        while waiting and time.monotonic() < deadline:
+            for p in list(waiting):
+                if _try_get(client, f"vecpg/left/{p}") or _try_get(client, f"vecpg/done/{p}"):
+                    waiting.discard(p)
+            if waiting:
+                time.sleep(0.05)
+        time.sleep(0.2)  # a peer that said so is exiting: let it finish
+    except Exception:
+        pass
 
 
 class Watchdog(threading.Thread):
@@ -347,7 +425,7 @@ class Watchdog(threading.Thread):
                         continue
                     if (why := _try_get(client, f"vecpg/failed/{p}")) is not None:
                         stop(f"process {p} of {n} failed: {why}")
-                    if _try_get(client, f"vecpg/done/{p}"):
+                    if _try_get(client, f"vecpg/done/{p}") or _try_get(client, f"vecpg/left/{p}"):
                         continue
                     value = _try_get(client, f"vecpg/alive/{p}") or ""
                     now = time.monotonic()
@@ -356,7 +434,8 @@ class Watchdog(threading.Thread):
                     elif now - seen[p][1] > self.timeout:
                         stop(
                             f"process {p} of {n} stopped responding (no heartbeat for "
-                            f"{self.timeout:.0f} s); stopping this process too"
+                            f"{self.timeout:.0f} s); stopping this process too",
+                            gone=p,
                         )
             except Exception as e:
                 if self.finished.is_set():
@@ -377,12 +456,16 @@ def _try_get(client: Any, key: str) -> str | None:
         raise
 
 
-def stop(message: str) -> None:
+def stop(message: str, gone: int | None = None) -> None:
     """Print `message` as vecpg's error line and end this process at once (a compiled
-    call waiting on a dead peer cannot be interrupted). The line goes to the stderr the
-    process was started with, even while a checkpoint save holds fd 2 back."""
+    call waiting on a dead peer cannot be interrupted; process 0 first gives its live
+    peers a moment to leave, see `leave`). The line goes to the stderr the process was
+    started with, even while a checkpoint save holds fd 2 back."""
     sys.stdout.flush()
     sys.stderr.flush()
     line = f"vecpg: error: {message}\n".encode()
     os.write(2 if _State.stderr_fd is None else _State.stderr_fd, line)
+    _say_left()
+    if _State.cluster is not None and _State.cluster.process_id == 0:
+        _wait_for_peers_to_leave(LEAVE_WAIT_S, gone)
     os._exit(1)

@@ -7,6 +7,9 @@ WORKING_SET_COPIES copies of the trajectory) and the metrics of every iteration.
 holds the metrics again. Too big for one call: the lanes run in equal calls of the same
 program (as --max-runs-per-call does); too big even for one lane per call, or for the
 host's copy of the metrics: one line with the estimate and the limit.
+
+Devices with memories of their own (GPUs) add up; CPU devices all live in the one host
+RAM, which counts once however many devices it is split into (`fit_lanes(shared=True)`).
 """
 
 from __future__ import annotations
@@ -79,10 +82,17 @@ def fit_lanes(
     host_free: int,
     num_devices: int = 1,
     what: str = "host memory",
+    *,
+    shared: bool = False,
 ) -> tuple[int | None, str | None]:
     """(max_runs_per_call to use, a one-line note when it was chosen here). Raises
-    ConfigError when even one lane per device, or the results, cannot fit."""
-    device_budget = USABLE_FRACTION * device_free * num_devices
+    ConfigError when even one lane per device, or the results, cannot fit.
+
+    `device_free`: the free memory of one device, or with `shared` (CPU devices, all in
+    the host's RAM) of the one memory every device uses; the usable budget for all lanes
+    of a call is USABLE_FRACTION of `device_free` x `num_devices`, or of `device_free`
+    alone when `shared`."""
+    device_budget = USABLE_FRACTION * device_free * (1 if shared else num_devices)
     host_budget = USABLE_FRACTION * host_free
     if per_lane.host * num_lanes > host_budget:
         raise ConfigError(
@@ -91,9 +101,10 @@ def fit_lanes(
             "usable; run fewer seeds or grid points, or fewer iterations"
         )
     if per_lane.device * num_devices > device_budget:
+        share = f" (each of {num_devices} devices' share)" if shared and num_devices > 1 else ""
         raise ConfigError(
             f"invalid config: one run needs about {gib(per_lane.device)} of {what}, over "
-            f"the {gib(device_budget / num_devices)} usable; use fewer envs or steps"
+            f"the {gib(device_budget / num_devices)} usable{share}; use fewer envs or steps"
         )
     lanes_per_call = min(num_lanes, max_runs_per_call or num_lanes)
     if per_lane.device * lanes_per_call <= device_budget:
@@ -104,6 +115,7 @@ def fit_lanes(
     note = (
         f"vecpg: {lanes_per_call} runs per call need about "
         f"{gib(per_lane.device * lanes_per_call)} of {what} ({gib(device_budget)} usable): "
-        f"running {calls} calls of {fit} (--max-runs-per-call {fit}); results are the same"
+        f"running {calls} calls of {fit} (--max-runs-per-call {fit}); each run keeps its "
+        "device layout, results equal to float32 rounding"
     )
     return fit, note

@@ -1,26 +1,32 @@
 """The one path every launch takes: train, sweep and their `--resume`.
 
 prepare_dir  write config.json and run.json before compiling (so a killed run can be
-             resumed), replacing an old run only with --overwrite
-execute      W&B runs, progress, the SIGINT guard and the checkpoint store around
+             resumed), replacing an old run only with --overwrite; run.json records the
+             config's fingerprint, so that `--resume` notices an edited config.json
+execute      W&B runs, progress and the checkpoint store around
              `vecpg.training.execute.run_lanes`
 complete     save the results in the run dir (atomically, summary.json last) and close
              the W&B runs with each lane's final return
+run_job      all three under the Ctrl-C / SIGTERM guard (`vecpg.run.interrupt`): a stop
+             request is honoured between chunks; once every iteration is computed it
+             discards nothing (the results are saved, and one line says so)
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
 from vecpg.config import TrainConfig
 from vecpg.errors import ConfigError, RunFailed
-from vecpg.run import distributed
+from vecpg.run import distributed, interrupt
 from vecpg.run.files import CONFIG_FILE, LAUNCH_FILE, make_run_dir, write_json
-from vecpg.run.interrupt import ctrl_c_stops, stop_requested
+from vecpg.run.interrupt import ctrl_c_stops, iterations, stop_requested, stop_within
 from vecpg.run.launch import Launch
 from vecpg.run.progress import ProgressReporter, sinks_active
 from vecpg.run.tracking import WandbLogger, WandbOptions, WandbRunSpec
@@ -29,17 +35,46 @@ from vecpg.training.execute import (
     Checkpointing,
     LaneOutput,
     TrainingInterrupted,
+    never,
     plan_lanes,
     run_lanes,
 )
 
+CONFIG_SHA = "config_sha256"  # run.json: the fingerprint of config.json when the run began
+CONFIG_COPY = "config"  # run.json: a copy of config.json then, to name what was edited
 
-def interrupt_message(config: TrainConfig, checkpoint_every: int) -> str:
+
+def interrupt_message(config: TrainConfig, checkpoint_every: int, name: str = "Ctrl-C") -> str:
+    """What the first Ctrl-C (or SIGTERM: `name`) prints: the most iterations the stop
+    waits for (a run that can be stopped goes in chunks of that many)."""
     kept = "the last checkpoint is kept" if checkpoint_every else "no checkpoints to keep"
+    within = stop_within(config.num_iterations, config.log_every, checkpoint_every)
     return (
-        f"vecpg: Ctrl-C: stopping within {config.log_every} iterations ({kept}); "
-        "Ctrl-C again to abort at once"
+        f"vecpg: {name}: stopping within {iterations(within)} ({kept}); "
+        f"{name} again to abort at once"
     )
+
+
+def config_fingerprint(config: TrainConfig) -> str:
+    """sha256 of the config's canonical JSON (what config.json holds)."""
+    return hashlib.sha256(canonical(config.to_dict()).encode()).hexdigest()
+
+
+def canonical(d: Any) -> str:
+    return json.dumps(d, sort_keys=True, allow_nan=True)
+
+
+def config_edits(before: dict[str, Any], now: dict[str, Any]) -> str:
+    """'learning_rate: 0.00025 -> 0.001, hidden: [8] -> [16]': the fields that differ."""
+    names = sorted(set(before) | set(now))
+    missing = object()
+    changed = [
+        (n, before.get(n, missing), now.get(n, missing))
+        for n in names
+        if canonical(before.get(n)) != canonical(now.get(n)) or (n in before) != (n in now)
+    ]
+    show = lambda v: "(absent)" if v is missing else json.dumps(v)  # noqa: E731
+    return ", ".join(f"{n}: {show(a)} -> {show(b)}" for n, a, b in changed)
 
 
 class Saveable(Protocol):
@@ -58,7 +93,8 @@ def prepare_dir(run_dir: Path, overwrite: bool, config: TrainConfig, launch: Lau
     old vecpg run dir whole with `overwrite` (its checkpoints and W&B files included)."""
     make_run_dir(run_dir, overwrite)
     write_json(run_dir / CONFIG_FILE, config.to_dict())
-    write_json(run_dir / LAUNCH_FILE, launch.to_dict())
+    record = {CONFIG_SHA: config_fingerprint(config), CONFIG_COPY: config.to_dict()}
+    write_json(run_dir / LAUNCH_FILE, {**launch.to_dict(), **record})
 
 
 def describe(config: TrainConfig, launch: Launch) -> str:
@@ -100,19 +136,19 @@ def execute(
     report: bool = True,
 ) -> LaneOutput:
     """Run every lane of `launch` (chunked with checkpoints in `run_dir` when the launch
-    asks for them), feeding progress and W&B. A first Ctrl-C stops the run at the next
-    progress flush (TrainingInterrupted); a second aborts (see `vecpg.run.interrupt`)."""
+    asks for them), feeding progress and W&B. Under `ctrl_c_stops` (`run_job`), a first
+    Ctrl-C or SIGTERM stops the run at the next chunk boundary (TrainingInterrupted); a
+    second aborts (see `vecpg.run.interrupt`)."""
     seeds, hparams = launch.lanes(config)
-    plan = plan_lanes(seeds, hparams, launch.max_runs_per_call, config.num_envs)
+    plan = plan_lanes(seeds, hparams, launch.max_runs_per_call, config.static())
     total_steps = config.num_iterations * config.batch_size
     progress = progress and distributed.is_writer()
     reporter = ProgressReporter(plan.num_lanes, total_steps) if progress else None
     sinks = [s for s in (logger, reporter) if s is not None]
     every = launch.checkpoint_every
-    message = interrupt_message(config, every)
     if progress:
         print(f"vecpg: {describe(config, launch)} | compiling...", flush=True)
-    with ctrl_c_stops(message), sinks_active(sinks):
+    with sinks_active(sinks):
         store = CheckpointStore(run_dir / CHECKPOINT_DIR) if every and run_dir else None
         ck = Checkpointing(store, every) if store else None
         try:
@@ -121,7 +157,7 @@ def execute(
                 plan,
                 checkpointing=ck,
                 watcher=reporter,
-                interrupted=stop_requested,
+                interrupted=stop_requested if interrupt.stops_possible() else never,
                 report=report,
             )
         except BaseException:
@@ -131,6 +167,22 @@ def execute(
         finally:
             if store is not None:
                 store.close()
+
+
+def say_late_stop(run_dir: Path | None) -> None:
+    """The line for a Ctrl-C or SIGTERM that came when there was nothing left to stop."""
+    name = interrupt.signal_name(interrupt.stopped_by())
+    if interrupt.late_stop() == "during":
+        when = "during the last chunk, too late to stop it; training finished"
+    else:
+        when = "after training finished"
+    if run_dir is None:
+        kept = "the results are returned"
+    elif distributed.is_writer():
+        kept = f"the results are saved in {run_dir}/"
+    else:
+        kept = "process 0 saves the results"
+    print(f"vecpg: {name} came {when}; nothing was discarded: {kept}", flush=True)
 
 
 def complete(results: R, run_dir: Path | None, logger: WandbLogger | None) -> R:
@@ -153,15 +205,23 @@ def run_job(
     wandb: WandbOptions | None,
     make_results: Callable[[LaneOutput], R],
 ) -> R:
-    """execute -> make_results -> complete: the path of train, sweep and resume. With
-    several processes, a failure here is published so that the others stop too."""
+    """execute -> make_results -> complete: the path of train, sweep and resume, under the
+    Ctrl-C / SIGTERM guard. A stop that comes once every iteration is computed discards
+    nothing: the results are saved and returned, and one line says so. With several
+    processes, a failure here is published so that the others stop too."""
     try:
         # Every process runs the same chunks: whether the run reports between chunks
         # follows the arguments, not which process writes.
         report = progress or (wandb is not None and wandb.mode != "disabled")
-        logger = start_wandb(wandb, config, launch, run_dir)
-        out = execute(config, launch, run_dir, progress, logger, report)
-        return complete(make_results(out), run_dir, logger)
+        message = lambda name: interrupt_message(config, launch.checkpoint_every, name)  # noqa: E731
+        with ctrl_c_stops(message):
+            logger = start_wandb(wandb, config, launch, run_dir)
+            out = execute(config, launch, run_dir, progress, logger, report)
+            interrupt.finishing()  # a stop from here on discards nothing
+            results = complete(make_results(out), run_dir, logger)
+        if interrupt.late_stop():
+            say_late_stop(run_dir)
+        return results
     except Exception as e:
         ours = (ConfigError, RunFailed, TrainingInterrupted)
         if distributed.is_multiprocess() and not isinstance(e, ours):

@@ -46,10 +46,24 @@ class WandbOptions:
     tags: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        if self.mode not in WANDB_MODES:
+        if not isinstance(self.mode, str) or self.mode not in WANDB_MODES:
             raise ConfigError(f"invalid wandb={self.mode!r}: allowed: {', '.join(WANDB_MODES)}")
-        if not self.project:
-            raise ConfigError("invalid wandb_project='': must be a non-empty name")
+        if not isinstance(self.project, str) or not self.project:
+            raise ConfigError(f"invalid wandb_project={self.project!r}: must be a non-empty name")
+        for name in ("entity", "group"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or not value):
+                raise ConfigError(
+                    f"invalid wandb_{name}={value!r}: must be a non-empty name or None"
+                )
+        tags = self.tags
+        if isinstance(tags, str) or not isinstance(tags, (tuple, list)):
+            raise ConfigError(
+                f"invalid wandb_tags={tags!r}: must be a tuple of strings, e.g. ('baseline',)"
+            )
+        if not all(isinstance(t, str) and t for t in tags):
+            raise ConfigError(f"invalid wandb_tags={tags!r}: every tag must be a non-empty string")
+        object.__setattr__(self, "tags", tuple(tags))  # a list given is kept as a tuple
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,7 +131,7 @@ class WandbLogger:
         self._queue: queue.Queue = queue.Queue()
         self._logged = [-1] * len(self.specs)
         self._lanes_per_point = collections.Counter(spec.point for spec in self.specs)
-        self._agg: dict[tuple[int, int], list[tuple[float, float]]] = {}
+        self._agg: dict[tuple[int, int], list[tuple[float, float, bool]]] = {}
         self._thread = threading.Thread(target=self._work, name="vecpg-wandb", daemon=True)
         self._thread.start()
 

@@ -182,7 +182,10 @@ def run_report(cmd: StudyCommand) -> int:
 
 def run_study_cmd(cmd: StudyCommand) -> int:
     """`vecpg study`: exit 0 done (failed cells are recorded in cells.json), 130 Ctrl-C."""
+    import signal
+
     import vecpg
+    from vecpg.run import interrupt
     from vecpg.studies.runner import load_study, parse_shard, run_study
     from vecpg.studies.spec import show_config
 
@@ -213,16 +216,14 @@ def run_study_cmd(cmd: StudyCommand) -> int:
             raise ConfigError("invalid out: missing; give --out DIR (the study dir)")
         out = Path(cmd.out)
     try:
-        cells = run_study(
-            study, out, shard=shard, progress=cmd.progress, wandb=cmd.wandb_options()
-        )
+        cells = run_study(study, out, shard=shard, progress=cmd.progress, wandb=cmd.wandb_options())
     except (vecpg.TrainingInterrupted, KeyboardInterrupt):
         print(
             f"vecpg study: stopped; finished cells are kept. Continue with: "
             f"vecpg study --resume {quoted(out)}",
             flush=True,
         )
-        return 130
+        return interrupt.exit_code(interrupt.stopped_by() or signal.SIGINT)
     counts: dict[str, int] = {}
     for c in cells.values():
         counts[c["status"]] = counts.get(c["status"], 0) + 1

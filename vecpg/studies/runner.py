@@ -29,6 +29,7 @@ from typing import Any
 
 import vecpg
 from vecpg.errors import ConfigError
+from vecpg.run import interrupt
 from vecpg.run.tracking import WandbOptions
 from vecpg.studies.spec import Cell, Study, StudySpec, cell_dirname
 
@@ -257,6 +258,8 @@ def run_study(
             if progress:
                 print(f"vecpg study: cell {k}/{len(mine)}: {cell.algo} on {cell.env}", flush=True)
             status = run_cell(out, study, cell, progress, wandb)
+            if interrupt.late_stop():  # a stop during the cell's last chunk: it is saved
+                raise KeyboardInterrupt
             if progress or status["status"] != "done":
                 note = status.get("error") or status["status"]
                 print(f"vecpg study: {cell.algo} on {cell.env}: {note}", flush=True)

@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from vecpg.algos.base import mean_grad_batch
 from vecpg.config import HPARAM_FIELDS, HParams, StaticConfig
 from vecpg.envs.quiet import third_party_quiet
 from vecpg.training.sharding import ENVS, RUNS
@@ -65,23 +66,32 @@ def never() -> bool:
 
 
 def call_in_worker(call: Callable[[], Any], interrupted: Callable[[], bool], kept: int) -> Any:
-    """Run a compiled call (and its copy to the host) in a worker thread while the main
-    thread waits in Python: XLA on CPU runs a program with host callbacks synchronously,
-    and a Ctrl-C handler only runs in the main thread between bytecodes. A call aborted by
-    the stop request becomes TrainingInterrupted(kept)."""
+    """Run a compiled call (and its copy to the host), or a compilation, in a worker
+    thread while the main thread waits in Python: a signal handler only runs in the main
+    thread between bytecodes, so a Ctrl-C is acknowledged at once. A call that failed
+    after a stop request becomes TrainingInterrupted(kept).
+
+    The worker is not a daemon, and the main thread waits on an Event rather than in
+    `join`: when a second Ctrl-C (KeyboardInterrupt) leaves this function while XLA still
+    computes, the interpreter waits for that call (one chunk) before it shuts down instead
+    of finalising under it (an abort, exit 134). A KeyboardInterrupt inside `join` would
+    mark the running thread as stopped (CPython < 3.13), and shutdown would not wait."""
     result: list[Any] = []
     error: list[BaseException] = []
+    finished = threading.Event()
 
     def work() -> None:
         try:
             result.append(call())
         except BaseException as e:  # handed to the main thread
             error.append(e)
+        finally:
+            finished.set()
 
-    worker = threading.Thread(target=work, name="vecpg-compiled-call", daemon=True)
+    worker = threading.Thread(target=work, name="vecpg-compiled-call", daemon=False)
     worker.start()
-    while worker.is_alive():
-        worker.join(0.05)
+    while not finished.wait(0.05):
+        pass
     if error:
         if interrupted():
             raise TrainingInterrupted(kept) from None
@@ -101,15 +111,30 @@ def runs_sharding(env_devices: int = 1) -> NamedSharding:
     return NamedSharding(runs_mesh(env_devices), PartitionSpec(RUNS))
 
 
-def env_devices_for(lanes: int, num_devices: int, num_envs: int) -> int:
-    """How many devices share one lane's envs: 1 when the lanes fill every device, else
-    the fewest that fill them (a divisor of the device count and of num_envs), so one
-    seed on 8 devices steps its envs on all 8 rather than running 7 padded copies."""
+def env_devices_for(lanes: int, num_devices: int, static: StaticConfig | int) -> int:
+    """How many devices share one lane's envs (the "envs" row): 1 when the lanes fill
+    every device, else the fewest that fill them, so one seed on 8 devices steps its envs
+    on all 8 rather than running 7 padded copies; when none fills them, the most that
+    `static` allows (as few padded lanes as it can). With none but 1, each lane keeps one
+    device, lanes padded over the "runs" axis.
+
+    A row of D devices divides the device count and both sizes a split lane cuts in D
+    equal shares: num_envs (rollout, batch) and M, the batch of every `mean_grad` call (a
+    minibatch; a2c's whole batch: `vecpg.algos.base.mean_grad_batch`). Nothing else needs
+    D to divide it: npg/trpo's FVP subsample (round(fvp_fraction * N) samples) is a
+    gather GSPMD shards unevenly, and a lane's statistics are reductions. `static` as an
+    int: num_envs alone. `lanes`: those of the whole launch, never one call's, so that
+    --max-runs-per-call runs every lane on the same layout."""
     if lanes >= num_devices:
         return 1
-    fits = [e for e in range(1, num_devices + 1) if num_devices % e == 0 and num_envs % e == 0]
+    sizes = (static,) if isinstance(static, int) else (static.num_envs, mean_grad_batch(static))
+    fits = [
+        e
+        for e in range(1, num_devices + 1)
+        if num_devices % e == 0 and all(size % e == 0 for size in sizes)
+    ]
     enough = [e for e in fits if num_devices // e <= lanes]
-    return min(enough) if enough else max(fits)  # else: as few padded lanes as num_envs allows
+    return min(enough) if enough else max(fits)  # else: as few padded lanes as static allows
 
 
 def _is_key(x) -> bool:
@@ -213,7 +238,11 @@ def _to_host(tree: Any) -> Any:
 
 
 class LanePlan(NamedTuple):
-    """Lanes padded (repeating the last one, lane id -1) to equal calls of `chunk` lanes."""
+    """Lanes padded (repeating the last one, lane id -1) to equal calls of `chunk` lanes,
+    a multiple of the "runs" axis. `env_devices` is the same for every call: a lane's
+    layout never depends on the chunking, only the lanes each device vmaps per call
+    (chunk / runs axis) do, and XLA may round a batch of another width differently in
+    the last bits."""
 
     num_lanes: int
     chunk: int
@@ -235,15 +264,22 @@ def plan_lanes(
     seeds: list[int],
     hparams: list[HParams],
     max_runs_per_call: int | None,
-    num_envs: int = 1,
+    static: StaticConfig | int = 1,
 ) -> LanePlan:
-    """Lanes in equal calls, padded to a multiple of the "runs" axis; with fewer lanes per
-    call than devices, each lane's `num_envs` envs are split over several devices."""
+    """Lanes in equal calls of `chunk` lanes, a multiple of the "runs" axis (so a call may
+    hold more than `max_runs_per_call` lanes: at least one per row of devices).
+
+    With fewer lanes than devices, each lane's envs are split over a row of several
+    devices (`env_devices_for` on `static`, the StaticConfig: the row divides every size
+    it splits). The row is chosen from ALL lanes, not one call's: chunking never changes
+    how a lane is laid out, only how many lanes each row vmaps per call. `static` as an
+    int is num_envs alone (a minibatch the row does not divide is then differentiated
+    whole by each device of the row: `vecpg.algos.base.mean_grad`)."""
     num_lanes = len(seeds)
     ndev = jax.device_count()
-    chunk = min(num_lanes, max_runs_per_call or num_lanes)
-    env_devices = env_devices_for(chunk, ndev, num_envs)
+    env_devices = env_devices_for(num_lanes, ndev, static)
     runs_axis = ndev // env_devices
+    chunk = min(num_lanes, max_runs_per_call or num_lanes)
     chunk = math.ceil(chunk / runs_axis) * runs_axis
     num_calls = math.ceil(num_lanes / chunk)
     padded = num_calls * chunk
@@ -302,14 +338,21 @@ def run_lanes(
 
     With `checkpointing`, the iterations run in chunks and the run continues from the
     store's latest checkpoint if there is one. Host sinks (progress, W&B) must be made
-    active by the caller (`vecpg.run.progress.sinks_active`). Once `interrupted()`, the
-    run stops at the next host callback or between calls, raising TrainingInterrupted.
-    With `report`, the sinks get every `log_every` iterations between compiled chunks;
-    without it (no sink wanted) and without checkpoints, the run is one compiled call.
+    active by the caller (`vecpg.run.progress.sinks_active`). With `report`, the sinks
+    get every `log_every` iterations between compiled chunks.
+
+    `interrupted` is polled between chunks: once it says so, the run stops there, raising
+    TrainingInterrupted. A run that can be interrupted (any `interrupted` but `never`)
+    goes in chunks of at most `log_every` iterations (`vecpg.run.interrupt.stop_within`),
+    so a stop waits for no more than that; the chunks give the whole-run program's
+    numbers bit for bit. Once every iteration is computed, a stop discards nothing.
+    Only a run that nothing can stop, with no sink and no checkpoints, is one compiled
+    call (`compiled_train`).
     """
-    if checkpointing is None and not report:
+    stoppable = interrupted is not never
+    if checkpointing is None and not report and not stoppable:
         return _run_whole(static, plan, watcher, interrupted)
-    return _run_chunked(static, plan, watcher, checkpointing, interrupted, report)
+    return _run_chunked(static, plan, watcher, checkpointing, interrupted, report or stoppable)
 
 
 def _inputs(plan: LanePlan, c: int, sharding: NamedSharding):
@@ -366,21 +409,30 @@ def _run_chunked(
     reporter: CallWatcher | None,
     ck: Checkpointing | None,
     interrupted: Callable[[], bool],
-    report: bool,
+    often: bool,
 ) -> LaneOutput:
     """All lanes in compiled chunks of iterations (every call of the lane plan), with no
-    host callback in the program, so JAX's persistent cache can hold it. With `report`,
-    the host hands every `log_every` iterations to the sinks (`vecpg.run.progress.emit`)
-    between chunks; with `ck`, a checkpoint of all lanes' full state and the metrics so
-    far every `ck.every` iterations."""
-    from vecpg.run.interrupt import StopRequested
+    host callback in the program, so JAX's persistent cache can hold it. With `often`,
+    chunks of at most `log_every` iterations (`stop_within`; a run that reports or can be
+    stopped), the host handing every `log_every` iterations to the active sinks
+    (`vecpg.run.progress.emit`, a no-op with none) between chunks; else chunks of
+    `ck.every`. With `ck`, a checkpoint of all lanes' full state and the metrics so far
+    every `ck.every` iterations. A stop request is honoured between chunks, except once
+    the last chunk of every call is computed (`vecpg.run.interrupt.finishing`)."""
+    from vecpg.run.interrupt import StopRequested, finishing, stop_within
     from vecpg.run.progress import emit
 
     total = static.num_iterations
-    every = ck.every if ck else total
-    length = min(math.gcd(every, static.log_every) if report else every, total)
+    if often:
+        length = stop_within(total, static.log_every, ck.every if ck else 0)
+    else:
+        assert ck is not None
+        length = min(ck.every, total)
     t0 = time.perf_counter()
-    init, run = compiled_chunk(static, plan.chunk, length, plan.env_devices)
+    # In a worker, so that a Ctrl-C while compiling is acknowledged at once.
+    init, run = call_in_worker(
+        lambda: compiled_chunk(static, plan.chunk, length, plan.env_devices), never, 0
+    )
     compile_s = time.perf_counter() - t0
     sharding = runs_sharding(plan.env_devices)
     replicated = NamedSharding(sharding.mesh, PartitionSpec())
@@ -406,6 +458,7 @@ def _run_chunked(
     t0 = time.perf_counter()
     while done < total:
         parts = []
+        last_round = done + length >= total
         for c, (_, hp, lanes) in enumerate(calls):
             if interrupted():
                 raise TrainingInterrupted(kept)
@@ -418,9 +471,11 @@ def _run_chunked(
                 return state, _to_host(m)
 
             states[c], m = call_in_worker(call, interrupted, kept)
+            if last_round and c == len(calls) - 1:
+                finishing()  # every iteration is computed: a stop discards nothing now
             m = {k: v[:, : total - done] for k, v in m.items()}
             parts.append(m)
-            if report and rings[c].add(done, m, total):
+            if often and rings[c].add(done, m, total):
                 try:
                     emit(*rings[c].flush())  # a first Ctrl-C stops here
                 except StopRequested:
@@ -428,7 +483,7 @@ def _run_chunked(
         new = jax.tree.map(lambda *xs: np.concatenate(xs), *parts)
         metrics = new if not metrics else {k: np.concatenate([metrics[k], new[k]], 1) for k in new}
         done = min(done + length, total)
-        if ck and (done % every == 0 or done == total):
+        if ck and (done % ck.every == 0 or done == total):
             ck.store.save(done, jax.tree.leaves(_key_data(states)), metrics)
             kept = done
     run_s = time.perf_counter() - t0
