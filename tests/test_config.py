@@ -131,7 +131,7 @@ def test_algorithm_names_come_from_the_registry():
         ("fvp_fraction", 0.0, r"invalid fvp_fraction=0.0: must be in \(0, 1\]"),
         ("hidden", (), r"invalid hidden=\(\): must be a non-empty list of integers >= 1"),
         ("activation", "sigmoid", "invalid activation='sigmoid': allowed: tanh, relu"),
-        ("env", "brax/nope", "invalid env='brax/nope': allowed: "),
+        ("env", "brax/nope", "invalid env='brax/nope': no such env; did you mean brax/hopper?"),
     ],
 )
 def test_bounds_reject_with_one_line(field, value, message):

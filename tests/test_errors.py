@@ -22,9 +22,9 @@ def no_compile(monkeypatch):
 
 CASES = [
     (
-        ["--env", "gymnax/NoSuchEnv-v0"],
-        "invalid env='gymnax/NoSuchEnv-v0': allowed: ",
-        "brax/hopper",
+        ["--env", "gymnax/CartPol-v1"],
+        "invalid env='gymnax/CartPol-v1': no such env; did you mean gymnax/CartPole-v1?",
+        "`vecpg envs --source gymnax` lists them",
     ),
     (["--algo", "sac"], "invalid algo='sac': allowed: ", "ppo"),
     (["--num-minibatches", "3"], "invalid num_minibatches=3: must divide", "1024"),

@@ -413,3 +413,17 @@ def test_eval_table_cis_stay_inside_the_returns():
     assert rows[-1]["deterministic"] == 500.0 and rows[-1]["deterministic_ci95"] == [500.0, 500.0]
     rows = EvalResult([0, 1], det[:2], det[:2], det[:2], {0: 1, 1: 2}).table()
     assert rows[-1]["all_diverged"] and np.isnan(rows[-1]["deterministic"])
+
+
+def test_a_policy_called_on_a_wrong_observation_says_one_line(finished_run):
+    """Before: a raw TypeError from inside jax (shapes) or numpy (strings)."""
+    policy = vecpg.load_policy(finished_run, seed=0)
+    assert policy(np.zeros(4)).shape == () and policy(np.zeros((3, 4))).shape == (3,)
+    with pytest.raises(
+        vecpg.ConfigError,
+        match=r"invalid obs of shape \(5,\): this policy "
+        r"takes \(4,\) or \[N, \*\(4,\)\] observations \(gymnax/CartPole-v1\)",
+    ):
+        policy(np.zeros(5))
+    with pytest.raises(vecpg.ConfigError, match="must be an array of numbers"):
+        policy("left")
