@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 import vecpg
+import vecpg.training.execute
 
 # PPO on CartPole: the README demo's settings, 4 seeds. Trained once per test session.
 CARTPOLE_PPO = vecpg.TrainConfig(env="gymnax/CartPole-v1", algo="ppo", total_steps=500_000)
@@ -29,3 +30,14 @@ def cartpole_run(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("runs") / "cartpole"
     res.save(run_dir)
     return res, run_dir
+
+
+@pytest.fixture
+def no_compile(monkeypatch):
+    """Any compilation fails the test: bad input must be refused before compiling."""
+
+    def boom(*a, **k):
+        raise AssertionError("compiled despite bad input")
+
+    monkeypatch.setattr(vecpg.training.execute, "compiled_train", boom)
+    monkeypatch.setattr(vecpg.training.execute, "compiled_chunk", boom)

@@ -10,16 +10,6 @@ import vecpg
 import vecpg.training.execute
 from vecpg.cli import main
 
-
-@pytest.fixture
-def no_compile(monkeypatch):
-    def boom(*a, **k):
-        raise AssertionError("compiled despite bad input")
-
-    monkeypatch.setattr(vecpg.training.execute, "compiled_train", boom)
-    monkeypatch.setattr(vecpg.training.execute, "compiled_chunk", boom)
-
-
 CASES = [
     (
         ["--env", "gymnax/CartPol-v1"],

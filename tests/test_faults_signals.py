@@ -428,15 +428,6 @@ def test_the_planned_memory_is_the_hosts_not_times_the_devices(tmp_path):
 
 
 # --- 7. the Python API's arguments of the wrong type ------------------------------------------
-@pytest.fixture
-def no_compile(monkeypatch):
-    def boom(*a, **k):
-        raise AssertionError("compiled despite bad input")
-
-    monkeypatch.setattr(vecpg.training.execute, "compiled_train", boom)
-    monkeypatch.setattr(vecpg.training.execute, "compiled_chunk", boom)
-
-
 def test_api_arguments_of_the_wrong_type_are_one_line(tmp_path, no_compile, monkeypatch):
     from vecpg.run.tracking import WandbOptions
 
