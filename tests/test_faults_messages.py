@@ -219,7 +219,8 @@ def test_help_still_prints_full_help(tmp_path):
 
 def test_tyro_boxes_left_are_condensed():
     """What check_args does not answer first still comes back as one line."""
-    from vecpg.cli import TrainCommand, condense, parse
+    from vecpg.cli import TrainCommand
+    from vecpg.cli_args import condense, parse
 
     with pytest.raises(ConfigError) as e:
         parse(TrainCommand, ["--num-steps", "abc"], "vecpg train", None)
