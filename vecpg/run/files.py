@@ -36,8 +36,9 @@ def dumps(obj: Any) -> str:
 
 
 def write_json(path: Path, obj: Any) -> None:
-    """Atomic: a temporary sibling, then rename."""
-    tmp = path.with_name(f".{path.name}.tmp")
+    """Atomic: a temporary sibling (named per process, so that processes writing the same
+    file, such as a study's shards, never share one), then rename."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         tmp.write_text(dumps(obj))
         os.replace(tmp, path)

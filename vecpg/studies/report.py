@@ -27,6 +27,7 @@ import numpy as np
 import vecpg
 from vecpg.analysis import stats
 from vecpg.errors import ConfigError
+from vecpg.run.files import dumps
 from vecpg.studies.power import seeds_needed
 from vecpg.studies.runner import load_study, machine, write_cells_file
 from vecpg.studies.spec import Study
@@ -433,7 +434,7 @@ def write_report(study_dir: str | os.PathLike) -> Path:
     images = figures(tmp, rep, entries)
     text = markdown(rep)
     (tmp / "report.md").write_text(text)
-    (tmp / "report.json").write_text(json.dumps(rep, indent=2))
+    (tmp / "report.json").write_text(dumps(rep))  # NaN (no score) as null, as every vecpg file
     (tmp / "report.html").write_text(to_html(text, tmp, images))
     old = out / f".report.{os.getpid()}.old"
     if dest.exists():

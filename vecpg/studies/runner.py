@@ -29,7 +29,7 @@ from typing import Any
 
 import vecpg
 from vecpg.errors import ConfigError
-from vecpg.run import interrupt
+from vecpg.run import files, interrupt
 from vecpg.run.tracking import WandbOptions
 from vecpg.studies.spec import Cell, Study, StudySpec, cell_dirname
 
@@ -39,11 +39,9 @@ STATUS_DIR = "status"
 
 
 def write_json(path: Path, obj: Any) -> None:
-    """Atomic (a temporary sibling, then rename): concurrent shards never see half a file."""
+    """`vecpg.run.files.write_json` (atomic, per-process temporary), parents created."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2))
-    os.replace(tmp, path)
+    files.write_json(path, obj)
 
 
 def machine() -> dict[str, Any]:
@@ -189,30 +187,17 @@ def run_cell(
             vecpg.resume(run_dir, progress=progress, wandb=wandb)
         else:
             run_dir.parent.mkdir(parents=True, exist_ok=True)
-            overwrite = run_dir.exists() and (run_dir / ".vecpg-run").exists()
-            every = study.checkpoint_every
+            common: dict[str, Any] = dict(
+                progress=progress,
+                overwrite=run_dir.exists() and files.is_run_dir(run_dir),
+                checkpoint_every=study.checkpoint_every,
+                wandb=wandb,
+            )
             if study.grid:
                 grid = {k: list(v) for k, v in study.grid.items()}
-                vecpg.sweep(
-                    cell.config,
-                    grid,
-                    study.seeds,
-                    progress=progress,
-                    out=run_dir,
-                    overwrite=overwrite,
-                    checkpoint_every=every,
-                    wandb=wandb,
-                )
+                vecpg.sweep(cell.config, grid, study.seeds, out=run_dir, **common)
             else:
-                vecpg.train(
-                    cell.config,
-                    study.seeds,
-                    progress=progress,
-                    run_dir=run_dir,
-                    overwrite=overwrite,
-                    checkpoint_every=every,
-                    wandb=wandb,
-                )
+                vecpg.train(cell.config, study.seeds, run_dir=run_dir, **common)
         status = finished_status(run_dir)
     except (vecpg.TrainingInterrupted, KeyboardInterrupt):
         raise
