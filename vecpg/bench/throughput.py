@@ -23,8 +23,8 @@ from vecpg.algos.natural import conjugate_gradient, flat_fvp
 from vecpg.algos.trust_region import fvp_subsample
 from vecpg.bench.timing import median_time
 from vecpg.config import TrainConfig
-from vecpg.envs import Env, EnvSpec, make_env_for, reset_episode, step_episode
-from vecpg.envs.wrappers import fresh_starts
+from vecpg.envs import Env, EnvSpec, make_env_for, step_episode
+from vecpg.envs.wrappers import fresh_starts, start_unstarted, unstarted_episodes
 from vecpg.models.networks import init_agent_params, make_agent
 from vecpg.training.execute import (
     compiled_train,
@@ -59,12 +59,13 @@ def ceiling_lane(
     time-limit/auto-reset wrapper and per-rollout fresh starts. Returns the reward sum
     (so nothing is dead code)."""
     k_reset, key = jax.random.split(jax.random.wrap_key_data(key_data))
-    state = jax.vmap(reset_episode, in_axes=(None, 0))(env, jax.random.split(k_reset, num_envs))
+    state = unstarted_episodes(env, k_reset, num_envs)  # as the trainer: one reset program
     step = jax.vmap(step_episode, in_axes=(None, 0, 0, 0))
 
     def rollout(state, k):
         k_fresh, k_act = jax.random.split(k)
         fresh = fresh_starts(env, k_fresh, num_envs)
+        state = start_unstarted(state, fresh)
 
         def body(state, k):
             out = step(env, state, random_actions(env.spec, k, num_envs), fresh)

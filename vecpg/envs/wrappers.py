@@ -44,6 +44,38 @@ def reset_episode(env: Env, key: jax.Array) -> EpisodeState:
     return EpisodeState(ts.state, ts.obs, jnp.int32(0), zero, key)
 
 
+def unstarted_episodes(env: Env, key: jax.Array, num_envs: int) -> EpisodeState:
+    """[num_envs] placeholders (zeros, t = -1) that the first rollout replaces with its
+    fresh starts (`start_unstarted`): the env's reset, often its biggest program piece
+    (a MuJoCo reset runs a full forward pass), is then compiled once, in the rollout,
+    and not again in the program that initialises a run."""
+    shapes = jax.eval_shape(jax.vmap(env.reset), jax.random.split(key, num_envs))
+    zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+    return EpisodeState(
+        env_state=zeros.state,
+        obs=zeros.obs,
+        t=jnp.full((num_envs,), -1, jnp.int32),
+        ep_return=jnp.zeros((num_envs,), jnp.float32),
+        key=jax.random.split(key, num_envs),
+    )
+
+
+def start_unstarted(state: EpisodeState, fresh: EnvStep) -> EpisodeState:
+    """Envs of `state` [B] still unstarted (t < 0) begin at `fresh` [B]; others as they are."""
+    new = state.t < 0
+
+    def pick(a: jax.Array, b: jax.Array) -> jax.Array:
+        return jnp.where(new.reshape(new.shape + (1,) * (a.ndim - 1)), a, b)
+
+    return EpisodeState(
+        env_state=jax.tree.map(pick, fresh.state, state.env_state),
+        obs=pick(fresh.obs, state.obs),
+        t=jnp.maximum(state.t, 0),
+        ep_return=state.ep_return,
+        key=state.key,
+    )
+
+
 def fresh_starts(env: Env, key: jax.Array, num_envs: int) -> EnvStep:
     """[num_envs] freshly sampled initial states, for `step_episode(..., fresh=)`."""
     return jax.vmap(env.reset)(jax.random.split(key, num_envs))

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from vecpg.envs.protocol import Env, EnvStep
-from vecpg.envs.wrappers import EpisodeState, fresh_starts, step_episode
+from vecpg.envs.wrappers import EpisodeState, fresh_starts, start_unstarted, step_episode
 from vecpg.models.networks import Agent, AgentParams, env_action, policy_dist
 
 
@@ -70,9 +70,11 @@ def rollout(
     normalize_obs: bool,
 ) -> tuple[EpisodeState, Transition]:
     """num_steps actor steps -> (final env state [B], Transition [T, B]). Envs that end
-    during the rollout restart from initial states sampled once for this rollout."""
+    during the rollout restart from initial states sampled once for this rollout;
+    unstarted envs (`unstarted_episodes`, a run's first rollout) begin at them."""
     k_reset, k_steps = jax.random.split(key)
     fresh = fresh_starts(env, k_reset, env_state.t.shape[0])
+    env_state = start_unstarted(env_state, fresh)
 
     def body(state, k):
         return actor_step(env, agent, params, state, k, fresh, normalize_obs=normalize_obs)

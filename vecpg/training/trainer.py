@@ -19,7 +19,8 @@ import jax.numpy as jnp
 
 from vecpg.algos import Batch, Updater, make_updater
 from vecpg.config import HParams, StaticConfig
-from vecpg.envs import Env, EpisodeState, make_env_for, reset_episode
+from vecpg.envs import Env, EpisodeState, make_env_for
+from vecpg.envs.wrappers import unstarted_episodes
 from vecpg.models.networks import (
     Agent,
     AgentParams,
@@ -64,12 +65,11 @@ def make_pieces(static: StaticConfig) -> Pieces:
 
 
 def init_train_state(p: Pieces, key: jax.Array, hp: HParams) -> TrainState:
-    """One lane's state: fresh params, algorithm state and num_envs reset envs."""
+    """One lane's state: fresh params, algorithm state and num_envs unstarted envs (the
+    first rollout starts them from its fresh initial states)."""
     k_params, k_env, key = jax.random.split(key, 3)
     params = init_agent_params(p.agent, k_params)
-    env_state = jax.vmap(reset_episode, in_axes=(None, 0))(
-        p.env, jax.random.split(k_env, p.static.num_envs)
-    )
+    env_state = unstarted_episodes(p.env, k_env, p.static.num_envs)  # the rollout starts them
     none_yet = jnp.float32(jnp.nan)  # no return is reported before an episode finishes
     no = jnp.bool_(False)
     return TrainState(params, p.updater.init(params, hp), env_state, key, none_yet, none_yet, no)
