@@ -7,6 +7,11 @@ For one env and rollout size, times (trace + lower) and XLA compile of:
              auto-reset wrapper with random actions (no agent), vmapped over the lanes
   init       vecpg's lane-init program (params, algorithm state, env reset)
   run/ALGO   vecpg's chunk program (rollout, GAE, update, metrics, progress callback)
+and with `--phases`, the chunk's phases as programs of their own, vmapped over the lanes:
+  rollout         the actor's scan: policy + env step + auto-reset (+ fresh starts)
+  rollout+gae     + values, GAE and the flattened batch (`make_batch`)
+  update/ALGO     the algorithm's update alone, on a batch of that shape
+  iteration/ALGO  one whole `train_iteration` (rollout, GAE, update, normaliser, metrics)
 and counts the instructions of each optimised HLO module (XLA's own view of its size).
 Run with the persistent cache off, on an idle machine:
 
@@ -44,7 +49,7 @@ def hlo_ops(compiled: Any) -> int:
     return sum(1 for line in text.splitlines() if " = " in line and "ENTRY" not in line)
 
 
-def timed(name: str, jitted: Any, *args: Any) -> dict[str, Any]:
+def timed(name: str, jitted: Any, *args: Any, keep: list | None = None) -> dict[str, Any]:
     t0 = time.perf_counter()
     lowered = jitted.lower(*args)
     t1 = time.perf_counter()
@@ -53,6 +58,8 @@ def timed(name: str, jitted: Any, *args: Any) -> dict[str, Any]:
     row = {"piece": name, "lower_s": round(t1 - t0, 2), "compile_s": round(t2 - t1, 2),
            "hlo_ops": hlo_ops(compiled)}  # fmt: skip
     print(json.dumps(row), flush=True)
+    if keep is not None:
+        keep.append(compiled)
     return row
 
 
@@ -67,7 +74,13 @@ def env_pieces(cfg: TrainConfig, lanes: int, options: dict | None) -> list[dict]
     rows.append(timed("step", jit(jax.vmap(env.step)), states, act))
     key_data, _, _ = lane_inputs(cfg, lanes)
     one = functools.partial(ceiling_lane, env, n, cfg.num_steps, 1)
-    rows.append(timed("ceiling", jit(jax.vmap(one)), key_data))
+    kept: list = []
+    rows.append(timed("ceiling", jit(jax.vmap(one)), key_data, keep=kept))
+    fn = kept[0]
+    jax.block_until_ready(fn(key_data))
+    t0 = time.perf_counter()
+    jax.block_until_ready(fn(key_data))
+    rows[-1]["env_steps_per_s"] = round(lanes * n * cfg.num_steps / (time.perf_counter() - t0))
     return rows
 
 
@@ -92,6 +105,41 @@ def vecpg_pieces(cfg: TrainConfig, lanes: int, algos: list[str], xla: dict) -> l
     return rows
 
 
+def phase_pieces(cfg: TrainConfig, lanes: int, algos: list[str], xla: dict) -> list[dict]:
+    from vecpg.training.rollout import rollout
+    from vecpg.training.trainer import make_batch, make_pieces, train_iteration
+
+    rows = []
+    for i, algo in enumerate(algos):
+        static = dataclasses.replace(cfg, algo=algo).static()
+        options = {**(program_options(static) or {}), **xla} or None
+        jit = functools.partial(jax.jit, compiler_options=options)
+        p = make_pieces(static)
+        keys, hp, _ = execute.abstract_inputs(lanes, execute.runs_sharding())
+        fns = execute.train_fns(static)
+        state = jax.eval_shape(functools.partial(execute.init_from_key_data, fns), keys, hp)
+
+        def roll(s, hp):
+            n, norm = static.num_steps, static.normalize_obs
+            return rollout(p.env, p.agent, s.params, s.env_state, s.key, num_steps=n,
+                           normalize_obs=norm)  # fmt: skip
+
+        def batch(s, hp):
+            traj = roll(s, hp)[1]
+            return make_batch(p.agent, s.params, traj, hp, normalize=static.normalize_obs)
+
+        if i == 0:
+            rows.append(timed("rollout", jit(jax.vmap(roll)), state, hp))
+            rows.append(timed("rollout+gae", jit(jax.vmap(batch)), state, hp))
+        b = jax.eval_shape(jax.vmap(batch), state, hp)
+        upd = jax.vmap(p.updater.update)
+        rows.append(timed(f"update/{algo}", jit(upd), state.key, state.params, state.algo_state,
+                          b, hp))  # fmt: skip
+        it = jax.vmap(functools.partial(train_iteration, p), in_axes=(0, 0, None))
+        rows.append(timed(f"iteration/{algo}", jit(it), state, hp, jnp.int32(0)))
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--env", default="playground/CheetahRun")
@@ -101,6 +149,8 @@ def main() -> None:
     ap.add_argument("--lanes", type=int, default=8)
     ap.add_argument("--algos", default="ppo,trpo")
     ap.add_argument("--no-env-pieces", action="store_true")
+    ap.add_argument("--env-only", action="store_true", help="only reset, step and ceiling")
+    ap.add_argument("--phases", action="store_true", help="also each phase of an iteration")
     ap.add_argument("--xla", action="append", default=[], help="NAME=VALUE compiler option")
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
@@ -110,7 +160,10 @@ def main() -> None:
                       total_steps=10 * a.num_envs * a.num_steps, log_every=5, **extra)  # fmt: skip
     options = {**(program_options(cfg) or {}), **xla} or None
     rows = [] if a.no_env_pieces else env_pieces(cfg, a.lanes, options)
-    rows += vecpg_pieces(cfg, a.lanes, a.algos.split(","), xla)
+    if not a.env_only:
+        rows += vecpg_pieces(cfg, a.lanes, a.algos.split(","), xla)
+    if a.phases:
+        rows += phase_pieces(cfg, a.lanes, a.algos.split(","), xla)
     out = {"machine": machine(), "jax": jax.__version__, "env": a.env, "num_envs": a.num_envs,
            "num_steps": a.num_steps, "lanes": a.lanes, "xla": xla, "pieces": rows}  # fmt: skip
     with open(a.out, "w") as f:

@@ -1,13 +1,14 @@
-"""No refactoring changes a number: ppo and trpo on CartPole (2 seeds x 20 iterations,
-one compiled call, one XLA CPU device) reproduce the recorded metrics
+"""No refactoring changes a number: ppo and trpo on CartPole (2 seeds x 20 iterations, one
+compiled call, one XLA CPU device) reproduce the recorded metrics
 (tests/golden/make_golden.py records them; re-record there when a change is meant to
 move them, and say so in the commit). Last re-recorded when a run's envs stopped being
-reset in the init program and began at the first rollout's fresh starts (`vecpg.envs.wrappers.unstarted_episodes`; the reset is
-compiled once instead of twice): the initial states are other draws of the same
-distribution, so every series moved (episode returns by whole episodes); wrapping the
-adapters' reset/step in `jax.jit` (`registry.TracedOnce`), measured alone before it,
-left all 39 series bit-identical. The time before: every KL metric named by its
-direction, `return_change` 0 at a lane's first return, stoppable runs in chunks.
+reset in the init program and began at the first rollout's fresh starts
+(`vecpg.envs.wrappers.unstarted_episodes`; the reset is compiled once instead of twice):
+the initial states are other draws of the same distribution, so every series moved
+(episode returns by whole episodes); wrapping the adapters' reset/step in `jax.jit`
+(`registry.TracedOnce`), measured alone before it, left all 39 series bit-identical. The
+time before: every KL metric named by its direction, `return_change` 0 at a lane's first
+return, stoppable runs in chunks.
 
 Across machines the file is compared within a float32 tolerance, not bit for bit: XLA
 compiles for the host CPU's features, and with fast math the last bit moves (a fresh

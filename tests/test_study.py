@@ -162,6 +162,54 @@ def test_two_shards_then_report_equal_one_process(study_dir, tmp_path):
         assert two[key] == one[key], key
 
 
+def test_a_failing_and_a_diverging_cell_are_recorded_and_the_study_goes_on(
+    study_dir, tmp_path, monkeypatch
+):
+    """ppo on Acrobot raises mid-study and ppo on CartPole diverges (learning rate 1e30,
+    one cell's override): both are recorded, the trpo cells run as in `study_dir` (the
+    same numbers), the report ranks the diverged cell below trpo, lists the failure, and
+    running the study again retries only the failed cell."""
+    real_train = runner.vecpg.train
+
+    def train(config, *a, **k):
+        if config.algo == "ppo" and config.env == "gymnax/Acrobot-v1":
+            raise RuntimeError("simulated crash\nsecond line")
+        return real_train(config, *a, **k)
+
+    monkeypatch.setattr(runner.vecpg, "train", train)
+    toml = tmp_path / "study.toml"
+    toml.write_text('[cell.ppo."gymnax/CartPole-v1"]\nlearning_rate = 1e30\n')
+    out = tmp_path / "s"
+    assert command.main([*STUDY, "--config", str(toml), "--out", str(out)]) == 0
+    cells = json.loads((out / "cells.json").read_text())
+    assert cells["ppo/gymnax/Acrobot-v1"]["status"] == "failed"
+    assert cells["ppo/gymnax/Acrobot-v1"]["error"] == "RuntimeError: simulated crash"
+    assert cells["ppo/gymnax/CartPole-v1"]["status"] == "diverged"
+    assert cells["ppo/gymnax/CartPole-v1"]["diverged_seeds"] == [0, 1]
+    rep = json.loads((out / "report" / "report.json").read_text())
+    one = json.loads((study_dir / "report" / "report.json").read_text())
+    for env in ("gymnax/CartPole-v1", "gymnax/Acrobot-v1"):
+        assert rep["scores"][env]["trpo"] == one["scores"][env]["trpo"]
+    assert rep["per_task"]["gymnax/CartPole-v1"]["ppo"]["all_diverged"] is True
+    assert "ppo" not in rep["per_task"]["gymnax/Acrobot-v1"]
+    poi = rep["probability_of_improvement"]["gymnax/CartPole-v1"]
+    assert (poi["ppo vs trpo"], poi["trpo vs ppo"]) == (0.0, 1.0)
+    md = (out / "report" / "report.md").read_text()
+    assert "| ppo/gymnax/Acrobot-v1 | failed: RuntimeError: simulated crash |" in md
+    assert "| gymnax/CartPole-v1 | ppo | 2 | diverged |" in md
+
+    monkeypatch.setattr(runner.vecpg, "train", real_train)
+    diverged_summary = out / "cells" / "ppo" / "gymnax-CartPole-v1" / "summary.json"
+    mtime = diverged_summary.stat().st_mtime_ns
+    assert command.main([*STUDY, "--config", str(toml), "--out", str(out)]) == 0
+    cells = json.loads((out / "cells.json").read_text())
+    assert cells["ppo/gymnax/Acrobot-v1"]["status"] == "done"
+    assert diverged_summary.stat().st_mtime_ns == mtime  # finished cells are not rerun
+    rep = json.loads((out / "report" / "report.json").read_text())
+    acro = "gymnax/Acrobot-v1"
+    assert rep["scores"][acro]["ppo"] == one["scores"][acro]["ppo"]
+
+
 def test_shard_from_slurm_array_and_flags():
     assert runner.parse_shard("1/3") == (1, 3)
     env = {"SLURM_ARRAY_TASK_ID": "7", "SLURM_ARRAY_TASK_MIN": "5", "SLURM_ARRAY_TASK_COUNT": "4"}

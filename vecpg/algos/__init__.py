@@ -27,10 +27,16 @@ REGISTRY: dict[str, Callable[[StaticConfig, Agent], Updater]] = {
 # are PPO's). The CLI applies them unless the flag is given; `TrainConfig.for_algo` too.
 DEFAULTS: dict[str, dict[str, Any]] = {"a2c": a2c.DEFAULTS}
 
+# Algorithms whose one optimiser step per iteration takes the whole batch (`sgd_step` on
+# it, no `minibatch_epochs`). Every other algorithm's `mean_grad` gets minibatches (npg
+# and trpo: their critic's; the natural step itself has no reshape by devices). Read by
+# `base.mean_grad_batch`, which sizes a lane's device row.
+FULL_BATCH_STEP: frozenset[str] = frozenset({"a2c"})
+
 
 def make_updater(static: StaticConfig, agent: Agent) -> Updater:
     """The (init, update) pair of `static.algo` (validated against REGISTRY already)."""
     return REGISTRY[static.algo](static, agent)
 
 
-__all__ = ["Batch", "DEFAULTS", "REGISTRY", "Updater", "make_updater"]
+__all__ = ["Batch", "DEFAULTS", "FULL_BATCH_STEP", "REGISTRY", "Updater", "make_updater"]

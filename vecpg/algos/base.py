@@ -135,17 +135,13 @@ def mean_grad(
     return ravel_pytree(jax.tree.map(lambda x: x[0], per_shard))[1](jnp.mean(flat, axis=0))
 
 
-# Algorithms whose one optimiser step per iteration takes the whole batch (`sgd_step` on
-# it, no `minibatch_epochs`): a2c. Every other algorithm's `mean_grad` gets minibatches
-# (npg and trpo: their critic's; the natural step itself has no reshape by devices).
-FULL_BATCH_STEP = frozenset({"a2c"})
-
-
 def mean_grad_batch(static: StaticConfig) -> int:
     """M, the leading size of every batch `mean_grad` gets under `static`: the whole batch
     num_envs * num_steps for a full-batch algorithm, else a minibatch of it,
     batch_size // num_minibatches. A lane's envs split over D devices differentiate M/D
     samples each when D divides M."""
+    from vecpg.algos import FULL_BATCH_STEP  # per-algorithm data, beside DEFAULTS
+
     if static.algo in FULL_BATCH_STEP:
         return static.batch_size
     return static.batch_size // static.num_minibatches

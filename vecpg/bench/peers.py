@@ -179,6 +179,16 @@ def rejax_ppo(cfg: TrainConfig, total_steps: int) -> dict[str, Any]:
     }
 
 
+def cold_env_traces(cfg: TrainConfig) -> None:
+    """Rebuild cfg's env (outside any timing), so the next program traces it from
+    scratch: a cold compile, as a peer's in the same process is (vecpg's adapters keep
+    their traces, `vecpg.envs.registry.TracedOnce`)."""
+    from vecpg.envs.registry import make_env, make_env_for
+
+    make_env.cache_clear()
+    make_env_for(cfg)
+
+
 def vecpg_side(cfg: TrainConfig, eval_episodes: int) -> dict[str, float]:
     """vecpg ppo on one seed: steady-state env steps/s, compile time and the final
     policy's deterministic return (`vecpg.evaluate`)."""
@@ -187,6 +197,7 @@ def vecpg_side(cfg: TrainConfig, eval_episodes: int) -> dict[str, float]:
     from vecpg.analysis.evaluate import evaluate
     from vecpg.run.api import train
 
+    cold_env_traces(cfg)
     with tempfile.TemporaryDirectory() as d:
         res = train(cfg, seeds=[0], run_dir=Path(d) / "run")
         ret = float(evaluate(Path(d) / "run", episodes=eval_episodes).deterministic.mean())
@@ -203,7 +214,9 @@ def peer_comparison(base: TrainConfig, steps: int) -> dict[str, Any]:
     brax = brax_ppo(base, steps, eval_envs=16)
     vec = vecpg_side(dataclasses.replace(base, total_steps=steps), 16)
     ratio = vec["env_steps_per_s"] / brax["env_steps_per_s"]
-    return {"env_steps": steps, "brax": brax, "vecpg": vec, "throughput_ratio": ratio}
+    compile_ratio = vec["compile_s"] / brax["compile_s"] if brax["compile_s"] > 0 else None
+    return {"env_steps": steps, "brax": brax, "vecpg": vec, "throughput_ratio": ratio,
+            "compile_ratio": compile_ratio}  # fmt: skip
 
 
 def rejax_comparison(steps: int) -> dict[str, Any]:

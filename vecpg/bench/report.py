@@ -90,6 +90,8 @@ def iteration_markdown(r: dict[str, Any]) -> list[str]:
             f"| vecpg {algo} (rollout + GAE + update) | {v['compile_s']:.1f} "
             f"| {v['env_steps_per_s']:,.0f} | {r['over_ceiling'][algo]:.2f}x |"
         )
+    if "trpo_over_ppo_compile" in r:
+        lines += ["", f"trpo / ppo compile: {r['trpo_over_ppo_compile']:.2f}x (each cold)"]
     return lines
 
 
@@ -180,6 +182,8 @@ def peers_markdown(r: dict[str, Any]) -> list[str]:
             "",
             f"vecpg / {label} throughput: {p['throughput_ratio']:.2f}x",
         ]
+        if p.get("compile_ratio") is not None:
+            lines.append(f"vecpg / {label} compile: {p['compile_ratio']:.2f}x")
     return lines
 
 

@@ -45,6 +45,7 @@ def run_bench(
     result["ceiling"], result["iteration"] = ceiling, it
     result["over_ceiling"] = {a: it[a]["env_steps_per_s"] / ceiling["env_steps_per_s"] for a in it}
     result["trpo_over_ppo_iteration"] = it["trpo"]["iteration_s"] / it["ppo"]["iteration_s"]
+    result["trpo_over_ppo_compile"] = it["trpo"]["compile_s"] / it["ppo"]["compile_s"]
     saved(result)
     if plan.detail:
         log("bench: phases of one iteration")

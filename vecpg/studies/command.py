@@ -134,14 +134,9 @@ def train_flags(cmd: StudyCommand) -> dict[str, Any]:
 
 
 def spec_of(cmd: StudyCommand):
-    """The StudySpec of the TOML file (if any) with the command line's values winning."""
-    from vecpg.studies.spec import (
-        names_list,
-        parse_grid,
-        parse_score_ranges,
-        spec_from_dict,
-        spec_from_toml,
-    )
+    """The StudySpec of the TOML file (if any) with the command line's values winning (the
+    file may leave out what the command line gives, e.g. algos and envs)."""
+    from vecpg.studies.spec import parse_grid, parse_score_ranges, spec_from_dict, spec_from_toml
 
     over: dict[str, Any] = {}
     if cmd.algos is not None:
@@ -158,13 +153,7 @@ def spec_of(cmd: StudyCommand):
     over["flags"] = train_flags(cmd)
     if cmd.config is None:
         return spec_from_dict({}, **over)
-    toml = spec_from_toml(cmd.config)
-    for key in ("algos", "envs"):
-        if key in over:
-            over[key] = names_list(key, over[key])
-    if "score_ranges" in over:
-        over["score_ranges"] = {**toml.score_ranges, **over["score_ranges"]}
-    return dataclasses.replace(toml, **over)
+    return spec_from_toml(cmd.config, **over)
 
 
 def run_report(cmd: StudyCommand) -> int:

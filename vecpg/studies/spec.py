@@ -344,8 +344,9 @@ class Study:
         return cls(cells, int(d["seeds"]), grid, int(d["checkpoint_every"]), ranges)
 
 
-def spec_from_toml(path: str | Path) -> StudySpec:
-    """Read a study TOML file (see README, "Studies"); one line for a bad key or value."""
+def spec_from_toml(path: str | Path, **overrides: Any) -> StudySpec:
+    """Read a study TOML file (see README, "Studies"); one line for a bad key or value.
+    `overrides` (StudySpec fields: the command line's) win over the file."""
     p = Path(path)
     try:
         data = tomllib.loads(p.read_text())
@@ -355,7 +356,7 @@ def spec_from_toml(path: str | Path) -> StudySpec:
         raise ConfigError(f"invalid config={str(p)!r}: cannot read it ({e})") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"invalid config={str(p)!r}: not TOML ({e})") from None
-    return spec_from_dict(data)
+    return spec_from_dict(data, **overrides)
 
 
 def spec_from_dict(data: Mapping[str, Any], **overrides: Any) -> StudySpec:
@@ -394,6 +395,9 @@ def spec_from_dict(data: Mapping[str, Any], **overrides: Any) -> StudySpec:
             ok = isinstance(v, list) and len(v) == 2
             items.append(f"{env}={v[0]},{v[1]}" if ok else f"{env}={v!r}")
         kw["score_ranges"] = parse_score_ranges(items)
+    if "score_ranges" in kw and "score_ranges" in overrides:  # merged, the override's win
+        merged = {**kw["score_ranges"], **overrides["score_ranges"]}
+        overrides = {**overrides, "score_ranges": merged}
     kw.update(overrides)
     for key in ("algos", "envs"):
         if key not in kw:
