@@ -10,9 +10,9 @@ import json
 import sys
 
 
-def cell(row: dict | None, scale: float = 1.0, digits: int = 0) -> str:
+def cell(row: dict | None, scale: float = 1.0, digits: int = 0, status: str = "-") -> str:
     if row is None:
-        return "failed"
+        return status
     if row.get("all_diverged"):
         return "diverged"
     lo, hi = (x * scale for x in row["IQM_ci95"])
@@ -26,9 +26,13 @@ def headline(report: dict) -> str:
     head = ["algorithm", *short] + (["aggregate IQM (x1000)"] if agg else [])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for lab in labels:
-        row = [lab] + [cell(report["per_task"][t].get(lab)) for t in tasks]
+        status = [report["cells"].get(f"{lab}/{t}", {}).get("status", "-") for t in tasks]
+        row = [lab] + [
+            cell(report["per_task"][t].get(lab), status=s)
+            for t, s in zip(tasks, status, strict=True)
+        ]
         if agg:
-            row.append(cell(agg.get(lab), 1000.0))
+            row.append(cell(agg.get(lab), 1000.0, status="(not every task)"))
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
 

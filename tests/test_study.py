@@ -356,3 +356,16 @@ def test_every_train_config_field_is_a_study_flag():
 
     fields = {f.name for f in dataclasses.fields(TrainConfig)} - {"algo", "env"}
     assert set(command.TRAIN_FLAGS) == fields
+
+
+def test_per_task_median_is_over_seeds_and_nan_is_no_score():
+    """Within a task the median is the seeds' median (rliable's aggregate median, the
+    median of per-task means, would be the mean here); a NaN seed has no score."""
+    from vecpg.studies.report import Entry, task_stats
+
+    scores = np.array([1.0, 2.0, 3.0, 10.0, np.nan])
+    row = task_stats(Entry("ppo", "e", [0, 1, 2, 3, 4], scores, {}, []))
+    assert row["median"] == 2.5 and row["mean"] == 4.0
+    assert row["IQM"] == pytest.approx(2.5)  # rliable's IQM of 4 runs: the middle two
+    lo, hi = row["median_ci95"]
+    assert 1.0 <= lo <= 2.5 <= hi <= 10.0

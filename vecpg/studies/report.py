@@ -32,7 +32,18 @@ from vecpg.studies.power import seeds_needed
 from vecpg.studies.runner import load_study, machine, write_cells_file
 from vecpg.studies.spec import Study
 
+# Across tasks, rliable's aggregates: IQM of all runs, mean and median of per-task means.
 METRICS = {"IQM": stats.iqm, "mean": stats.aggregate_mean, "median": stats.aggregate_median}
+
+
+def seeds_median(scores: np.ndarray) -> float:
+    """The median over one task's runs ([runs, 1], NaN left out). rliable's aggregate
+    median is the median of per-task means, which for one task is just its mean."""
+    return float(np.nanmedian(scores))
+
+
+# Within one task: IQM, mean and median over its seeds.
+TASK_METRICS = {"IQM": stats.iqm, "mean": stats.aggregate_mean, "median": seeds_median}
 DMC_RANGE = (0.0, 1000.0)  # DM Control (playground/) episode returns
 
 
@@ -126,7 +137,7 @@ def task_stats(e: Entry) -> dict[str, Any]:
     """IQM, mean and median of one entry's seeds, each with a 95% bootstrap CI."""
     row: dict[str, Any] = {"all_diverged": e.all_diverged, "diverged_seeds": e.diverged_seeds}
     s = e.scores[:, None]
-    for name, fn in METRICS.items():
+    for name, fn in TASK_METRICS.items():
         if e.all_diverged or np.isnan(e.scores).all():
             row[name], row[f"{name}_ci95"] = None, [None, None]
             continue
