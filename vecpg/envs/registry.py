@@ -164,6 +164,8 @@ class TracedOnce:
         self.step = jax.jit(env.step)
 
     def __getattr__(self, name: str):
+        if name == "inner":  # not set yet (a copy or unpickle): no recursion
+            raise AttributeError(name)
         return getattr(self.inner, name)
 
 
