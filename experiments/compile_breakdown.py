@@ -29,7 +29,7 @@ import dataclasses
 import functools
 import json
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -84,24 +84,39 @@ def env_pieces(cfg: TrainConfig, lanes: int, options: dict | None) -> list[dict]
     return rows
 
 
+class Lanes(NamedTuple):
+    """One algorithm's static config, compiler options and abstract lane inputs/state."""
+
+    static: Any
+    options: dict | None
+    keys: Any
+    hp: Any
+    lane_ids: Any
+    fns: Any
+    state: Any
+
+
+def abstract_lanes(cfg: TrainConfig, algo: str, lanes: int, xla: dict) -> Lanes:
+    static = dataclasses.replace(cfg, algo=algo).static()
+    options = {**(program_options(static) or {}), **xla} or None
+    keys, hp, lane_ids = execute.abstract_inputs(lanes, execute.runs_sharding())
+    fns = execute.train_fns(static)
+    state = jax.eval_shape(functools.partial(execute.init_from_key_data, fns), keys, hp)
+    return Lanes(static, options, keys, hp, lane_ids, fns, state)
+
+
 def vecpg_pieces(cfg: TrainConfig, lanes: int, algos: list[str], xla: dict) -> list[dict]:
     rows = []
     for i, algo in enumerate(algos):
-        static = dataclasses.replace(cfg, algo=algo).static()
-        options = {**(program_options(static) or {}), **xla} or None
-        sharding = execute.runs_sharding()
-        fns = execute.train_fns(static)
-        keys, hp, lane_ids = execute.abstract_inputs(lanes, sharding)
+        ln = abstract_lanes(cfg, algo, lanes, xla)
+        jit = functools.partial(jax.jit, compiler_options=ln.options)
         with jax.set_mesh(execute.runs_mesh()):
-            init = jax.jit(functools.partial(execute.init_from_key_data, fns),
-                           compiler_options=options)  # fmt: skip
             if i == 0:
-                rows.append(timed("init", init, keys, hp))
-            state = jax.eval_shape(init, keys, hp)
-            run = jax.jit(functools.partial(fns.run, length=static.log_every),
-                          compiler_options=options)  # fmt: skip
+                init = jit(functools.partial(execute.init_from_key_data, ln.fns))
+                rows.append(timed("init", init, ln.keys, ln.hp))
+            run = jit(functools.partial(ln.fns.run, length=ln.static.log_every))
             start = jax.ShapeDtypeStruct((), jnp.int32)
-            rows.append(timed(f"run/{algo}", run, state, hp, lane_ids, start))
+            rows.append(timed(f"run/{algo}", run, ln.state, ln.hp, ln.lane_ids, start))
     return rows
 
 
@@ -111,13 +126,10 @@ def phase_pieces(cfg: TrainConfig, lanes: int, algos: list[str], xla: dict) -> l
 
     rows = []
     for i, algo in enumerate(algos):
-        static = dataclasses.replace(cfg, algo=algo).static()
-        options = {**(program_options(static) or {}), **xla} or None
-        jit = functools.partial(jax.jit, compiler_options=options)
+        ln = abstract_lanes(cfg, algo, lanes, xla)
+        static, state, hp = ln.static, ln.state, ln.hp
+        jit = functools.partial(jax.jit, compiler_options=ln.options)
         p = make_pieces(static)
-        keys, hp, _ = execute.abstract_inputs(lanes, execute.runs_sharding())
-        fns = execute.train_fns(static)
-        state = jax.eval_shape(functools.partial(execute.init_from_key_data, fns), keys, hp)
 
         def roll(s, hp):
             n, norm = static.num_steps, static.normalize_obs

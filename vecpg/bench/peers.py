@@ -179,22 +179,13 @@ def rejax_ppo(cfg: TrainConfig, total_steps: int) -> dict[str, Any]:
     }
 
 
-def cold_env_traces(cfg: TrainConfig) -> None:
-    """Rebuild cfg's env (outside any timing), so the next program traces it from
-    scratch: a cold compile, as a peer's in the same process is (vecpg's adapters keep
-    their traces, `vecpg.envs.registry.TracedOnce`)."""
-    from vecpg.envs.registry import make_env, make_env_for
-
-    make_env.cache_clear()
-    make_env_for(cfg)
-
-
 def vecpg_side(cfg: TrainConfig, eval_episodes: int) -> dict[str, float]:
     """vecpg ppo on one seed: steady-state env steps/s, compile time and the final
     policy's deterministic return (`vecpg.evaluate`)."""
     import tempfile
 
     from vecpg.analysis.evaluate import evaluate
+    from vecpg.bench.throughput import cold_env_traces
     from vecpg.run.api import train
 
     cold_env_traces(cfg)

@@ -245,13 +245,20 @@ def phase_timings(cfg: TrainConfig, repeats: int) -> dict[str, float]:
     }
 
 
+def cold_env_traces(cfg: TrainConfig) -> None:
+    """Rebuild cfg's env (outside any timing), so the next program traces it from
+    scratch: a cold compile, as a peer's in the same process is (vecpg's adapters keep
+    their traces, `vecpg.envs.registry.TracedOnce`)."""
+    make_env.cache_clear()
+    make_env_for(cfg)
+
+
 def iteration_cost(cfg: TrainConfig, iterations: int, repeats: int) -> dict[str, float]:
     """Compile time and steady-state seconds per iteration of the real train program."""
     cfg = dataclasses.replace(cfg, total_steps=iterations * cfg.batch_size)
     lanes = jax.device_count()  # the smallest call the real (sharded) program takes
     args = lane_inputs(cfg, lanes)
-    make_env.cache_clear()  # a cold compile: no env trace kept from an earlier program
-    make_env_for(cfg)  # (built outside the timing, as before)
+    cold_env_traces(cfg)
     t0 = time.perf_counter()
     compiled = compiled_train(cfg.static(), lanes)
     compile_s = time.perf_counter() - t0
