@@ -33,6 +33,7 @@ STATIC_VALUES = {
     "normalize_obs": False,
     "anneal_lr": True,
     "cpu_fast_math": False,
+    "cpu_opt_level": 3,
     "gpu_autotune": True,
     "log_every": 3,
     "cg_iters": 7,
@@ -62,8 +63,8 @@ ARGV = (
     "--algo trpo --env gymnax/Acrobot-v1 --backend positional --playground-impl warp "
     "--num-envs 4 --num-steps 16 --total-steps 6400 --update-epochs 3 --num-minibatches 2 "
     "--hidden 8 8 --activation relu --torso mlp --no-normalize-obs --anneal-lr "
-    "--no-cpu-fast-math --gpu-autotune --log-every 3 --cg-iters 7 --linesearch-steps 5 "
-    "--fvp-fraction 0.5 --anneal-kl --npg-fixed-step "
+    "--no-cpu-fast-math --cpu-opt-level 3 --gpu-autotune --log-every 3 --cg-iters 7 "
+    "--linesearch-steps 5 --fvp-fraction 0.5 --anneal-kl --npg-fixed-step "
     "--learning-rate 1e-3 --gamma 0.9 --gae-lambda 0.8 --clip-eps 0.1 --ent-coef 0.02 "
     "--vf-coef 0.25 --max-grad-norm 1.0 --reward-scale 0.5 --max-kl 0.02 --damping 0.05 "
     "--dual-lr 0.5 --init-penalty 2.0 --backtrack-coef 0.5 --natural-lr 0.2"
@@ -124,6 +125,7 @@ def test_algorithm_names_come_from_the_registry():
     [
         ("total_steps", 5e4, "invalid total_steps=50000.0: must be an integer >= 1"),
         ("num_envs", True, "invalid num_envs=True: must be an integer >= 1"),
+        ("cpu_opt_level", 4, "invalid cpu_opt_level=4: must be an integer from 0 to 3"),
         ("normalize_obs", "no", "invalid normalize_obs='no': must be true or false"),
         ("learning_rate", float("inf"), "invalid learning_rate=inf: must be a finite number > 0"),
         ("damping", -1.0, "invalid damping=-1.0: must be a finite number >= 0"),

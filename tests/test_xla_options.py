@@ -10,6 +10,7 @@ import numpy as np
 import vecpg
 from vecpg.training.xla_options import (
     CPU_FAST_MATH,
+    CPU_OPT_LEVEL,
     GPU_NO_AUTOTUNE,
     compiler_options,
     known_options,
@@ -22,6 +23,14 @@ def test_options_follow_flags_and_backend():
     assert compiler_options(True, gpu_autotune=False, backend="cpu") == CPU_FAST_MATH
     assert compiler_options(True, gpu_autotune=True, backend="gpu") is None
     assert compiler_options(True, gpu_autotune=False, backend="gpu") == GPU_NO_AUTOTUNE
+    # LLVM's level: only off XLA's default, only on CPU
+    assert compiler_options(False, backend="cpu", cpu_opt_level=1) == {CPU_OPT_LEVEL: 1}
+    assert compiler_options(True, backend="cpu", cpu_opt_level=1) == {
+        **CPU_FAST_MATH,
+        CPU_OPT_LEVEL: 1,
+    }
+    assert compiler_options(False, backend="cpu", cpu_opt_level=2) is None
+    assert compiler_options(True, gpu_autotune=True, backend="gpu", cpu_opt_level=1) is None
 
 
 def test_unknown_options_are_dropped():
@@ -60,17 +69,18 @@ def test_flag_reaches_the_training_program():
 
 
 def test_run_dirs_saved_before_the_fields_keep_their_numerics(tmp_path):
-    """A config.json written before cpu_fast_math/gpu_autotune existed was compiled
-    IEEE-strict with XLA's autotuning: resume and eval must rebuild that program."""
+    """A config.json written before cpu_fast_math/gpu_autotune/cpu_opt_level existed was
+    compiled IEEE-strict, with XLA's autotuning and LLVM level: resume and eval must
+    rebuild that program."""
     import json
 
     from vecpg.run.rundir import read_config
 
     old = vecpg.TrainConfig().to_dict()
-    del old["cpu_fast_math"], old["gpu_autotune"]
+    del old["cpu_fast_math"], old["gpu_autotune"], old["cpu_opt_level"]
     (tmp_path / "config.json").write_text(json.dumps(old))
     cfg = read_config(tmp_path)
-    assert (cfg.cpu_fast_math, cfg.gpu_autotune) == (False, True)
+    assert (cfg.cpu_fast_math, cfg.gpu_autotune, cfg.cpu_opt_level) == (False, True, 2)
     (tmp_path / "config.json").write_text(json.dumps(vecpg.TrainConfig().to_dict()))
     cfg = read_config(tmp_path)
-    assert (cfg.cpu_fast_math, cfg.gpu_autotune) == (True, False)
+    assert (cfg.cpu_fast_math, cfg.gpu_autotune, cfg.cpu_opt_level) == (True, False, 1)

@@ -52,13 +52,21 @@ def fail(field: str, value: object, allowed: str) -> None:
 # --- bounds: each checks one value and fails with a one-line message -------------------
 @dataclasses.dataclass(frozen=True)
 class Integer:
-    """An int (never a bool or a float) >= `low`."""
+    """An int (never a bool or a float) >= `low` (and <= `high` when given)."""
 
     low: int = 1
+    high: int | None = None
 
     def check(self, name: str, value: Any) -> None:
         if not isinstance(value, int) or isinstance(value, bool) or value < self.low:
-            fail(name, value, f"must be an integer >= {self.low}")
+            fail(name, value, self.allowed())
+        if self.high is not None and value > self.high:
+            fail(name, value, self.allowed())
+
+    def allowed(self) -> str:
+        if self.high is None:
+            return f"must be an integer >= {self.low}"
+        return f"must be an integer from {self.low} to {self.high}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -186,6 +194,11 @@ class StaticFields:
     exp/log/tanh keep IEEE semantics): brax hopper (positional) steps 1.3x faster,
     inverted_pendulum (generalized) no faster (BENCHMARKS.md); results change in the
     last bits. No effect on GPU."""
+    cpu_opt_level: int = setting(1, Integer(0, 3))
+    """LLVM optimisation level of XLA CPU's code generation, 0-3 (XLA's default is 2):
+    at 1, brax hopper's training program compiled 20% faster with the same env steps/s
+    and CartPole's 12% faster (BENCHMARKS.md); 0 compiles faster still but ran hopper 8x
+    slower. Results change in the last bits. No effect on GPU."""
     gpu_autotune: bool = setting(False, Flag())
     """XLA's GEMM/fusion autotuning on GPU: off by default (H100: compiles 10-19% shorter,
     env steps/s unchanged; kernels no longer chosen by timing). No effect on CPU."""

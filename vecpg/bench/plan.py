@@ -57,6 +57,8 @@ class BenchPlan:
     cpu_fast_math: bool = True
     """vecpg's programs with the config's cpu_fast_math (Brax PPO, a peer, always compiles
     with XLA's defaults; XLA_FLAGS gives both the same options)."""
+    cpu_opt_level: int = 1
+    """vecpg's programs with the config's cpu_opt_level (LLVM level on CPU, 0-3)."""
     gpu_autotune: bool = False
     """vecpg's programs with XLA's GPU autotuning (the config's gpu_autotune)."""
     iterations: int = 10
@@ -95,7 +97,8 @@ class BenchPlan:
         """The plan to run: checked (one line per bad flag), `--preset` / `--quick` applied."""
         if self.preset == "gpu":
             return dataclasses.replace(self, **GPU_PRESET, preset="none").resolved()
-        TrainConfig(env=self.env, backend=self.backend)  # env and backend, before compiling
+        # env, backend and the LLVM level, before compiling
+        TrainConfig(env=self.env, backend=self.backend, cpu_opt_level=self.cpu_opt_level)
         check_output_dir(Path(self.out), "out", BENCH_FILES, "vecpg bench")
         TrainConfig(env=self.scaling_env)
         for name in ("num_envs", "num_steps", "iterations", "repeats", "update_epochs",
@@ -142,6 +145,7 @@ class BenchPlan:
             num_minibatches=self.num_minibatches,
             hidden=(64, 64),
             cpu_fast_math=self.cpu_fast_math,
+            cpu_opt_level=self.cpu_opt_level,
             gpu_autotune=self.gpu_autotune,
         )
 

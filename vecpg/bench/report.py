@@ -68,7 +68,8 @@ def compile_settings(r: dict[str, Any]) -> str:
     """The config's XLA options that apply on this run's machine."""
     s = r["settings"]
     if r.get("machine", "").startswith("CPU"):
-        return f"cpu_fast_math={s.get('cpu_fast_math', False)}"
+        level = s.get("cpu_opt_level", 2)
+        return f"cpu_fast_math={s.get('cpu_fast_math', False)}, cpu_opt_level={level}"
     return f"gpu_autotune={s.get('gpu_autotune', True)}"
 
 
@@ -184,6 +185,12 @@ def peers_markdown(r: dict[str, Any]) -> list[str]:
         ]
         if p.get("compile_ratio") is not None:
             lines.append(f"vecpg / {label} compile: {p['compile_ratio']:.2f}x")
+        if "reset_compile_s" in peer:
+            lines.append(
+                f"({label}'s compile: training epoch {peer['epoch_compile_s']:.1f} s + env "
+                f"reset program {peer['reset_compile_s']:.1f} s; its evaluation programs are "
+                "not counted, as vecpg's training compiles none.)"
+            )
     return lines
 
 

@@ -82,6 +82,7 @@ class TrainFlags:
     normalize_obs: str | None = None
     anneal_lr: str | None = None
     cpu_fast_math: str | None = None
+    cpu_opt_level: int | None = None
     gpu_autotune: str | None = None
     log_every: int | None = None
     cg_iters: int | None = None

@@ -146,11 +146,6 @@ def _key_data(tree: Any) -> Any:
     return jax.tree.map(lambda x: jax.random.key_data(x) if _is_key(x) else x, tree)
 
 
-def whole_run_from_key_data(fns: TrainFns, num_iterations: int, key_data, hp: HParams, lanes):
-    """`fns.train` on raw key data [R, 2] (what checkpoints and host arrays hold)."""
-    return fns.train(jax.random.wrap_key_data(key_data), hp, lanes, num_iterations)
-
-
 def init_from_key_data(fns: TrainFns, key_data: jax.Array, hp: HParams):
     return jax.vmap(fns.init)(jax.random.wrap_key_data(key_data), hp)
 
@@ -175,41 +170,64 @@ def train_fns(static: StaticConfig, callback: bool = False) -> TrainFns:
     return make_train(static, emit if callback else None)
 
 
+class WholeRun(NamedTuple):
+    """A whole run of R lanes as two compiled programs: `init` (key data [R, 2], hparams
+    [R]) -> state, then `run` over every iteration. Called as one function: (key data,
+    hparams, lane ids [R]) -> (final state, metrics leaves [R, num_iterations])."""
+
+    init: Any  # jax.stages.Compiled
+    run: Any
+    start: jax.Array  # iteration 0, replicated over the mesh
+
+    def __call__(self, key_data, hp: HParams, lanes):
+        return self.run(self.init(key_data, hp), hp, lanes, self.start)
+
+    def as_text(self) -> str:
+        return self.init.as_text() + "\n" + self.run.as_text()
+
+    def memory_analysis(self):
+        """The run program's (it holds the state the init program hands over)."""
+        return self.run.memory_analysis()
+
+
 @functools.lru_cache(maxsize=16)
 def compiled_train(
     static: StaticConfig, num_runs: int, env_devices: int = 1, callback: bool = False
-):
-    """The whole run of `num_runs` lanes (a multiple of the "runs" axis) as one program
-    over the (runs, envs) mesh; cached per (static config, lanes, env devices). Takes
-    (key data [R, 2], hparams [R], lane ids [R]).
+) -> WholeRun:
+    """The whole run of `num_runs` lanes (a multiple of the "runs" axis) over the
+    (runs, envs) mesh: `compiled_chunk`'s init and run programs, the run one chunk of
+    every iteration (so a chunked run gives its numbers bit for bit); cached per
+    (static config, lanes, env devices). Takes (key data [R, 2], hparams [R], lane ids [R]).
 
     With `callback`, the program carries the host callback (`vecpg.progress.emit`): one
     host call for all lanes every `log_every` iterations, a no-op with no sink active.
     """
+    init, run = _compile_pair(static, num_runs, static.num_iterations, env_devices, callback)
     sharding = runs_sharding(env_devices)
-    fns = train_fns(static, callback)
-    fn = functools.partial(whole_run_from_key_data, fns, static.num_iterations)
-    options = program_options(static)
-    jitted = jax.jit(fn, in_shardings=sharding, out_shardings=sharding, compiler_options=options)
-    with jax.set_mesh(runs_mesh(env_devices)), third_party_quiet():
-        return jitted.lower(*abstract_inputs(num_runs, sharding)).compile()
+    start = jax.device_put(jnp.int32(0), NamedSharding(sharding.mesh, PartitionSpec()))
+    return WholeRun(init, run, start)
 
 
 @functools.lru_cache(maxsize=16)
 def compiled_chunk(static: StaticConfig, num_runs: int, length: int, env_devices: int = 1):
     """(init, run) compiled for checkpointed runs: `init(key data, hparams) -> state` and
     `run(state, hparams, lanes, start) -> (state, metrics [R, length])`, the state donated."""
+    return _compile_pair(static, num_runs, length, env_devices, callback=False)
+
+
+def _compile_pair(
+    static: StaticConfig, num_runs: int, length: int, env_devices: int, callback: bool
+):
     sharding = runs_sharding(env_devices)
     replicated = NamedSharding(sharding.mesh, PartitionSpec())
-    fns = train_fns(static)
+    fns = train_fns(static, callback)
     keys, hp, lanes = abstract_inputs(num_runs, sharding)
-    options = program_options(static)
     with jax.set_mesh(runs_mesh(env_devices)), third_party_quiet():
         init = jax.jit(
             functools.partial(init_from_key_data, fns),
             in_shardings=sharding,
             out_shardings=sharding,
-            compiler_options=options,
+            compiler_options=program_options(static),
         ).lower(keys, hp)
         state = jax.tree.map(
             lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding),
@@ -220,9 +238,9 @@ def compiled_chunk(static: StaticConfig, num_runs: int, length: int, env_devices
             in_shardings=(sharding, sharding, sharding, replicated),
             out_shardings=sharding,
             donate_argnums=0,
-            compiler_options=options,
+            compiler_options=program_options(static),
         ).lower(state, hp, lanes, jax.ShapeDtypeStruct((), jnp.int32, sharding=replicated))
-    return init.compile(), run.compile()
+        return init.compile(), run.compile()
 
 
 def _global(x: np.ndarray, sharding: NamedSharding) -> jax.Array:

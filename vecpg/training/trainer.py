@@ -202,8 +202,10 @@ def run_iterations(
     """
     static = p.static
     spmd = RUNS if env_shards() > 1 else None  # sharding constraints inside get "runs"
-    step = jax.vmap(functools.partial(train_iteration, p), in_axes=(0, 0, None),
-                    spmd_axis_name=spmd)  # fmt: skip
+    # jitted so that the shapes below and the scan body share one trace of the
+    # iteration (a jit's trace is cached by argument shapes); XLA inlines the call
+    step = jax.jit(jax.vmap(functools.partial(train_iteration, p), in_axes=(0, 0, None),
+                            spmd_axis_name=spmd))  # fmt: skip
     last = static.num_iterations - 1
     shapes = jax.eval_shape(step, state, hp, start)[1]
     zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
@@ -229,8 +231,42 @@ def run_iterations(
             )
         return (state, buf), metrics
 
-    (state, _), metrics = jax.lax.scan(body, (state, buf0), start + jnp.arange(length))
-    return state, jax.tree.map(lambda m: jnp.moveaxis(m, 0, 1), metrics)
+    def packed_body(carry, it):
+        carry, metrics = body(carry, it)
+        return carry, pack_metrics(metrics)
+
+    (state, _), packed = jax.lax.scan(packed_body, (state, buf0), start + jnp.arange(length))
+    return state, unpack_metrics(packed, shapes)
+
+
+def pack_metrics(metrics: Metrics) -> dict[str, jax.Array]:
+    """The metric leaves [R] as one [R, M] array per dtype (other shapes as they are):
+    the iterations scan then stacks a few arrays instead of one per metric, and every
+    stacked output is a kernel of its own for XLA to compile."""
+    groups: dict[str, list[jax.Array]] = {}
+    out = {}
+    for name in sorted(metrics):
+        m = metrics[name]
+        if m.ndim == 1:
+            groups.setdefault(f"packed:{m.dtype}", []).append(m)
+        else:
+            out[name] = m
+    return out | {key: jnp.stack(leaves, axis=-1) for key, leaves in groups.items()}
+
+
+def unpack_metrics(packed: dict[str, jax.Array], shapes: Metrics) -> Metrics:
+    """`pack_metrics` outputs stacked over T iterations ([T, R, M]) -> the metric
+    leaves, lanes first ([R, T, ...])."""
+    index: dict[str, int] = {}
+    out = {}
+    for name in sorted(shapes):
+        if shapes[name].ndim != 1:
+            out[name] = jnp.moveaxis(packed[name], 0, 1)
+            continue
+        key = f"packed:{shapes[name].dtype}"
+        k = index[key] = index.get(key, -1) + 1
+        out[name] = jnp.moveaxis(packed[key][..., k], 0, 1)
+    return out
 
 
 def replicated(tree: Any) -> Any:
