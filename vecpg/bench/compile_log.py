@@ -43,17 +43,11 @@ class CompileLog:
 
     def wall_s(self, phase: str | None = None) -> float:
         """Seconds covered by the union of the spans (of one phase, or of all)."""
-        intervals = sorted((s.start, s.end) for s in self.spans if phase in (None, s.phase))
-        total, cur_start, cur_end = 0.0, None, None
-        for a, b in intervals:
-            if cur_end is None or a > cur_end:
-                if cur_end is not None and cur_start is not None:
-                    total += cur_end - cur_start
-                cur_start, cur_end = a, b
-            else:
-                cur_end = max(cur_end, b)
-        if cur_end is not None and cur_start is not None:
-            total += cur_end - cur_start
+        total, covered_to = 0.0, float("-inf")
+        for start, end in sorted((s.start, s.end) for s in self.spans if phase in (None, s.phase)):
+            if end > covered_to:  # count only the part past what is covered already
+                total += end - max(start, covered_to)
+                covered_to = end
         return total
 
     def xla_s_by_program(self) -> dict[str, float]:

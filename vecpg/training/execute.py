@@ -222,12 +222,13 @@ def _compile_pair(
     replicated = NamedSharding(sharding.mesh, PartitionSpec())
     fns = train_fns(static, callback)
     keys, hp, lanes = abstract_inputs(num_runs, sharding)
+    options = program_options(static)
     with jax.set_mesh(runs_mesh(env_devices)), third_party_quiet():
         init = jax.jit(
             functools.partial(init_from_key_data, fns),
             in_shardings=sharding,
             out_shardings=sharding,
-            compiler_options=program_options(static),
+            compiler_options=options,
         ).lower(keys, hp)
         state = jax.tree.map(
             lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding),
@@ -238,7 +239,7 @@ def _compile_pair(
             in_shardings=(sharding, sharding, sharding, replicated),
             out_shardings=sharding,
             donate_argnums=0,
-            compiler_options=program_options(static),
+            compiler_options=options,
         ).lower(state, hp, lanes, jax.ShapeDtypeStruct((), jnp.int32, sharding=replicated))
         return init.compile(), run.compile()
 

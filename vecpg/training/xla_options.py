@@ -15,11 +15,14 @@ between two machines.
 
 `cpu_opt_level` sets LLVM's optimisation level for XLA CPU's code generation (XLA's
 default is 2). Measured 2026-11-30 on an idle 2-core AMD EPYC, compile cache off, the
-run program of 5 iterations at 64 envs x 64 steps (`experiments/compile_breakdown.py`
-settings): level 1 compiled brax hopper (positional) in 30.4 s against 38.1 s with the
-same speed (1.23 s against 1.27 s for the 5 iterations), CartPole in 7.2 s against
-7.8-8.7 s, inverted_pendulum (generalized) in 16.1 s against 16.4 s; level 0 compiled
-hopper in 20.5 s but ran it 8x slower. Results move in the last bits.
+run program of 5 iterations at 64 envs x 64 steps, 2 lanes, in one process: level 1
+compiled brax hopper (positional) in 30.4 s against 38.1 s with the same speed (1.23 s
+against 1.27 s for the 5 iterations), CartPole in 7.2 s against 7.8-8.7 s,
+inverted_pendulum (generalized) in 16.1 s against 16.4 s; level 0 compiled hopper in
+20.5 s but ran it 8x slower. The hopper breakdown of 2026-12-01
+(experiments/results/compile_breakdown.md) measured a smaller gain on the whole run
+program (37.0 -> 35.4 s) and a larger one on the env step program alone (16.2 -> 10.0
+s). Results move in the last bits.
 
 The options ride on each vecpg program (`jax.jit(..., compiler_options=)`), never on
 the process: a peer compiled in the same process (Brax PPO in `vecpg bench`) keeps
