@@ -137,7 +137,7 @@ def phase_pieces(cfg: TrainConfig, lanes: int, algos: list[str], xla: dict) -> l
                            normalize_obs=norm)  # fmt: skip
 
         def batch(s, hp):
-            traj = roll(s, hp)[1]
+            traj = roll(s, hp)[2]
             return make_batch(p.agent, s.params, traj, hp, normalize=static.normalize_obs)
 
         if i == 0:

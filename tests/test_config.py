@@ -30,6 +30,9 @@ STATIC_VALUES = {
     "hidden": (8, 8),
     "activation": "relu",
     "torso": "mlp",
+    "memory": "lstm",
+    "memory_size": 16,
+    "mask_obs": "0,2",
     "normalize_obs": False,
     "anneal_lr": True,
     "cpu_fast_math": False,
@@ -62,7 +65,8 @@ TRACED_VALUES = {
 ARGV = (
     "--algo trpo --env gymnax/Acrobot-v1 --backend positional --playground-impl warp "
     "--num-envs 4 --num-steps 16 --total-steps 6400 --update-epochs 3 --num-minibatches 2 "
-    "--hidden 8 8 --activation relu --torso mlp --no-normalize-obs --anneal-lr "
+    "--hidden 8 8 --activation relu --torso mlp --memory lstm --memory-size 16 --mask-obs 0,2 "
+    "--no-normalize-obs --anneal-lr "
     "--no-cpu-fast-math --cpu-opt-level 3 --gpu-autotune --log-every 3 --cg-iters 7 "
     "--linesearch-steps 5 --fvp-fraction 0.5 --anneal-kl --npg-fixed-step "
     "--learning-rate 1e-3 --gamma 0.9 --gae-lambda 0.8 --clip-eps 0.1 --ent-coef 0.02 "

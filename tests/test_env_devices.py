@@ -38,7 +38,7 @@ import vecpg
 from vecpg.training.execute import compiled_train, plan_lanes
 
 cfg = vecpg.TrainConfig(env="gymnax/CartPole-v1", num_envs=8, num_steps=16,
-                        total_steps=8 * 16 * 6, hidden=(16,))
+                        total_steps=8 * 16 * 6, hidden=(16,), **json.loads(sys.argv[1]))
 seeds = [3, 5]
 plan = plan_lanes(seeds, [cfg.hparams()] * 2, None, cfg.num_envs)
 hlo = compiled_train(cfg.static(), plan.chunk, plan.env_devices).as_text()
@@ -61,9 +61,14 @@ print(json.dumps({"devices": jax.device_count(), "env_devices": plan.env_devices
 """
 
 
-def test_two_lanes_on_four_devices_match_one_device():
+@pytest.mark.parametrize(
+    "extra",
+    [{}, {"memory": "gru", "memory_size": 8, "num_minibatches": 2}],
+    ids=["mlp", "gru"],  # a recurrent lane's devices split whole env sequences
+)
+def test_two_lanes_on_four_devices_match_one_device(extra):
     env = {**os.environ, "VECPG_CPU_DEVICES": "4"}
-    out = subprocess.run([sys.executable, "-c", CHILD], env=env, cwd=ROOT,
+    out = subprocess.run([sys.executable, "-c", CHILD, json.dumps(extra)], env=env, cwd=ROOT,
                          capture_output=True, text=True, check=True)  # fmt: skip
     r = json.loads(out.stdout.strip().splitlines()[-1])
     assert (r["devices"], r["env_devices"], r["chunk"]) == (4, 2, 2)  # a 2 x 2 mesh

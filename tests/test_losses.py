@@ -204,7 +204,7 @@ def test_a2c_update_normalises_advantages_over_the_whole_batch(monkeypatch):
 
     def spy(nets, agent, b, hp):
         seen.append(np.asarray(b.advantage))
-        return a2c.obj.value_loss(agent, nets.critic, b.obs, b.target), {}
+        return a2c.obj.value_loss(agent, nets.critic, b), {}
 
     monkeypatch.setattr(a2c, "pg_loss", spy)
     nets, b = table_batch()

@@ -27,8 +27,9 @@ import flax.struct
 import jax.numpy as jnp
 
 from vecpg.algos import REGISTRY as ALGORITHMS
-from vecpg.envs.registry import split_env_name, unknown_env_message
+from vecpg.envs.registry import check_mask_obs, parse_indices, split_env_name, unknown_env_message
 from vecpg.errors import ConfigError
+from vecpg.models.recurrent import MEMORIES
 
 if TYPE_CHECKING:
     import jax
@@ -143,7 +144,21 @@ class LayerSizes:
             fail(name, value, "must be a non-empty list of integers >= 1")
 
 
-Bound = Integer | Real | Flag | OneOf | EnvName | LayerSizes
+@dataclasses.dataclass(frozen=True)
+class ObsIndices:
+    """Comma-separated distinct integers >= 0 ("1,3"), or empty; `check_mask_obs` checks
+    them against the env's observation size."""
+
+    def check(self, name: str, value: Any) -> None:
+        if not isinstance(value, str):
+            fail(name, value, "must be comma-separated observation indices such as '1,3'")
+        try:
+            parse_indices(value)
+        except ValueError:
+            fail(name, value, "must be comma-separated distinct integers >= 0 such as '1,3'")
+
+
+Bound = Integer | Real | Flag | OneOf | EnvName | LayerSizes | ObsIndices
 
 
 def setting(default: Any, bound: Bound) -> Any:
@@ -187,6 +202,16 @@ class StaticFields:
     """What reads the observation before the hidden layers: cnn (the MinAtar paper's 3x3
     conv with 16 channels and a 128-unit dense layer, ReLU; needs [H, W, C] observations),
     mlp (observations of any rank flattened) or auto (cnn for [H, W, C], else mlp)."""
+    memory: str = setting("none", OneOf(lambda: MEMORIES))
+    """A recurrent core after the torso of actor and critic (separate cores): gru | lstm
+    (flax's cells), or none. Its state is carried through the rollout, reset where an
+    episode starts, and whole env sequences are replayed in the update."""
+    memory_size: int = setting(128, Integer(1))
+    """Units of the recurrent core (with --memory gru or lstm)."""
+    mask_obs: str = setting("", ObsIndices())
+    """Observation entries to zero, as comma-separated indices into the flattened
+    observation ("1,3": CartPole without its velocities), for training, eval, render and
+    load_policy: a partially observed version of any env. Empty: none."""
     normalize_obs: bool = setting(True, Flag())
     """Running mean/var observation normalisation, updated in-graph, saved with params."""
     anneal_lr: bool = setting(False, Flag())
@@ -334,3 +359,11 @@ def validate(c: TrainConfig) -> None:
         )
     if c.total_steps < c.batch_size:
         fail("total_steps", c.total_steps, f"must be >= num_envs*num_steps={c.batch_size}")
+    if c.memory != "none" and c.num_envs % c.num_minibatches:
+        fail(
+            "num_minibatches",
+            c.num_minibatches,
+            f"with --memory {c.memory}, minibatches split whole env sequences, so it must "
+            f"divide num_envs={c.num_envs}",
+        )
+    check_mask_obs(c.env, c.mask_obs)

@@ -54,11 +54,11 @@ DEFAULTS: dict[str, Any] = {"num_envs": 16, "num_steps": 5, "learning_rate": 7e-
 def pg_loss(nets: Nets, agent: Agent, b: Batch, hp: HParams) -> tuple[jax.Array, Metrics]:
     """-E[log pi(a|s) A] + vf_coef * 0.5 E[(V - target)^2] - ent_coef * E[H], on the
     whole batch [N] (advantages normalised over the batch by the caller, `update`)."""
-    dist = agent.actor.apply(nets.actor, b.obs)
+    dist = obj.actor_dist(agent, nets.actor, b)
     logp = agent.dist.log_prob(dist, b.action)
     policy_loss = -jnp.mean(logp * b.advantage)
     entropy = obj.entropy(agent, dist)
-    v_loss = obj.value_loss(agent, nets.critic, b.obs, b.target)
+    v_loss = obj.value_loss(agent, nets.critic, b)
     loss = policy_loss + hp.vf_coef * v_loss - hp.ent_coef * entropy
     return loss, {"policy_loss": policy_loss, "value_loss": v_loss, "entropy": entropy}
 

@@ -20,7 +20,9 @@ if TYPE_CHECKING:
 
 
 class Batch(NamedTuple):
-    """One iteration's data, flattened to [N] (N = num_envs * num_steps)."""
+    """One iteration's data, flattened to [N] (N = num_envs * num_steps); for a recurrent
+    agent, env-major sequences [B, T] instead (B = num_envs, T = num_steps), so that
+    shuffling, minibatches and device shares take whole env sequences."""
 
     obs: jax.Array  # [N, *obs_shape] normalised with the rollout's statistics
     action: jax.Array  # [N] or [N, D]
@@ -29,6 +31,8 @@ class Batch(NamedTuple):
     target: jax.Array  # [N] value target = advantage + V_old(s)
     value: jax.Array  # [N] V_old(s)
     old_dist: Any  # distribution parameters of pi_old, leaves [N, ...]
+    h0: Any = None  # recurrent: Memory, the cores' states [B, H] at the sequences' start
+    reset: jax.Array | None = None  # recurrent: [B, T], s_t starts an episode
 
 
 def normalize_advantage(adv: jax.Array) -> jax.Array:
@@ -138,13 +142,15 @@ def mean_grad(
 def mean_grad_batch(static: StaticConfig) -> int:
     """M, the leading size of every batch `mean_grad` gets under `static`: the whole batch
     num_envs * num_steps for a full-batch algorithm, else a minibatch of it,
-    batch_size // num_minibatches. A lane's envs split over D devices differentiate M/D
+    batch_size // num_minibatches (a recurrent agent's batch: num_envs sequences). A
+    lane's envs split over D devices differentiate M/D
     samples each when D divides M."""
     from vecpg.algos import FULL_BATCH_STEP  # per-algorithm data, beside DEFAULTS
 
+    whole = static.num_envs if static.memory != "none" else static.batch_size  # sequences
     if static.algo in FULL_BATCH_STEP:
-        return static.batch_size
-    return static.batch_size // static.num_minibatches
+        return whole
+    return whole // static.num_minibatches
 
 
 def minibatch_epochs(

@@ -25,6 +25,24 @@ from jax.typing import ArrayLike
 
 from vecpg.algos.base import Batch
 from vecpg.models.networks import Agent, state_value
+from vecpg.models.recurrent import replay, replay_actor
+
+
+def actor_dist(agent: Agent, actor_params: Any, b: Batch) -> Any:
+    """pi_theta'(.|s) on the batch: leaves [N, ...] (a recurrent agent: the actor
+    replayed over the batch's [B, T] sequences from their start states, [B, T, ...])."""
+    if agent.recurrent:
+        assert b.reset is not None  # a recurrent batch has its resets (make_sequence_batch)
+        return replay_actor(agent.actor, actor_params, b.h0.actor, b.obs, b.reset)
+    return agent.actor.apply(actor_params, b.obs)
+
+
+def values(agent: Agent, critic_params: Any, b: Batch) -> jax.Array:
+    """V(s) on the batch, [N] (a recurrent agent: replayed, [B, T])."""
+    if agent.recurrent:
+        assert b.reset is not None
+        return replay(agent.critic, critic_params, b.h0.critic, b.obs, b.reset)[1]
+    return state_value(agent, critic_params, b.obs)
 
 
 def log_ratio(agent: Agent, dist: Any, b: Batch) -> jax.Array:
@@ -34,7 +52,7 @@ def log_ratio(agent: Agent, dist: Any, b: Batch) -> jax.Array:
 
 def surrogate(agent: Agent, actor_params: Any, b: Batch) -> jax.Array:
     """A_bar(theta') = E[pi_theta'(a|s) / pi_theta(a|s) * A] with the batch's advantages."""
-    dist = agent.actor.apply(actor_params, b.obs)
+    dist = actor_dist(agent, actor_params, b)
     return jnp.mean(jnp.exp(log_ratio(agent, dist, b)) * b.advantage)
 
 
@@ -58,13 +76,13 @@ def mean_kl_old_new(agent: Agent, actor_params: Any, b: Batch) -> jax.Array:
     """E_s[KL(pi_theta(.|s) || pi_theta'(.|s))] over the batch, theta' = actor_params:
     old || new, the direction the TRPO paper (and its reference code) constrains and the
     PPO paper (sec. 4) penalises."""
-    return kl_old_new(agent, agent.actor.apply(actor_params, b.obs), b)
+    return kl_old_new(agent, actor_dist(agent, actor_params, b), b)
 
 
 def mean_kl_new_old(agent: Agent, actor_params: Any, b: Batch) -> jax.Array:
     """E_s[KL(pi_theta'(.|s) || pi_theta(.|s))] over the batch, theta' = actor_params:
     new || old, the lecture's D_KL(pi_theta' || pi_theta)."""
-    return kl_new_old(agent, agent.actor.apply(actor_params, b.obs), b)
+    return kl_new_old(agent, actor_dist(agent, actor_params, b), b)
 
 
 def entropy(agent: Agent, dist: Any) -> jax.Array:
@@ -72,7 +90,6 @@ def entropy(agent: Agent, dist: Any) -> jax.Array:
     return jnp.mean(agent.dist.entropy(dist))
 
 
-def value_loss(agent: Agent, critic_params: Any, obs: jax.Array, target: jax.Array) -> jax.Array:
-    """0.5 * mean (V(s) - target)^2; obs [N, ...], target [N]."""
-    v = state_value(agent, critic_params, obs)
-    return 0.5 * jnp.mean((v - target) ** 2)
+def value_loss(agent: Agent, critic_params: Any, b: Batch) -> jax.Array:
+    """0.5 * mean (V(s) - target)^2 over the batch (targets [N], or [B, T])."""
+    return 0.5 * jnp.mean((values(agent, critic_params, b) - b.target) ** 2)

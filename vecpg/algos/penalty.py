@@ -53,12 +53,12 @@ def penalized_loss(
 ) -> tuple[jax.Array, Metrics]:
     """-(E[r A] - coef * E_s[KL(pi_old || pi)]) + vf * value loss - ent * entropy, on [M]
     (advantages normalised per minibatch by the caller)."""
-    dist = agent.actor.apply(nets.actor, mb.obs)
+    dist = obj.actor_dist(agent, nets.actor, mb)
     ratio = jnp.exp(obj.log_ratio(agent, dist, mb))
     surr = jnp.mean(ratio * mb.advantage)
     kl_old_new = obj.kl_old_new(agent, dist, mb)
     entropy = obj.entropy(agent, dist)
-    v_loss = obj.value_loss(agent, nets.critic, mb.obs, mb.target)
+    v_loss = obj.value_loss(agent, nets.critic, mb)
     policy_loss = -(surr - coef * kl_old_new)
     loss = policy_loss + hp.vf_coef * v_loss - hp.ent_coef * entropy
     return loss, {"policy_loss": policy_loss, "value_loss": v_loss, "entropy": entropy}

@@ -35,11 +35,11 @@ if TYPE_CHECKING:
 
 def clipped_loss(nets: Nets, agent: Agent, mb: Batch, hp: HParams) -> tuple[jax.Array, Metrics]:
     """-E[min(r A, clip(r, 1-eps, 1+eps) A)] + vf * value loss - ent * entropy, on [M]."""
-    dist = agent.actor.apply(nets.actor, mb.obs)
+    dist = obj.actor_dist(agent, nets.actor, mb)
     ratio = jnp.exp(obj.log_ratio(agent, dist, mb))
     policy_loss = -obj.clipped_surrogate(ratio, mb.advantage, hp.clip_eps)
     entropy = obj.entropy(agent, dist)
-    v_loss = obj.value_loss(agent, nets.critic, mb.obs, mb.target)
+    v_loss = obj.value_loss(agent, nets.critic, mb)
     loss = policy_loss + hp.vf_coef * v_loss - hp.ent_coef * entropy
     clip_frac = jnp.mean((jnp.abs(ratio - 1.0) > hp.clip_eps).astype(jnp.float32))
     return loss, {

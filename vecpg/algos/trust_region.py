@@ -54,15 +54,24 @@ def kl_budget(static: StaticConfig, hp: HParams, iteration: jax.Array) -> ArrayL
     return hp.max_kl * (1.0 - iteration / static.num_iterations)
 
 
-def fvp_subsample(key: jax.Array, obs: jax.Array, fraction: float) -> jax.Array:
-    """obs [N, ...] -> the observations for Fisher-vector products: all of them when
-    `fraction` is 1, else a uniformly random subset of exactly max(1, round(f N))
-    distinct samples (fresh for each key)."""
-    n = obs.shape[0]
+def fvp_subsample(key: jax.Array, data: Any, fraction: float) -> Any:
+    """data (leaves [N, ...]: observations, or a whole Batch) -> the part for
+    Fisher-vector products: all of it when `fraction` is 1, else a uniformly random
+    subset of exactly max(1, round(f N)) distinct entries of the leading axis (fresh for
+    each key; a recurrent batch's leading axis is its env sequences, so whole sequences
+    are picked)."""
+    n = jax.tree.leaves(data)[0].shape[0]
     size = max(1, round(fraction * n))
     if size >= n:
-        return obs
-    return obs[jax.random.choice(key, n, (size,), replace=False)]
+        return data
+    pick = jax.random.choice(key, n, (size,), replace=False)
+    return jax.tree.map(lambda x: x[pick], data)
+
+
+def flat_samples(dist: Any) -> Any:
+    """Distribution parameters [B, T, ...] -> [B * T, ...]: one sample per state, as
+    the Fisher-vector product averages over its leading axis."""
+    return jax.tree.map(lambda x: x.reshape(-1, *x.shape[2:]), dist)
 
 
 class NaturalDirection(NamedTuple):
@@ -87,10 +96,13 @@ def natural_direction(
     P = actor params."""
     g_tree = jax.grad(lambda p: obj.surrogate(agent, p, batch))(actor_params)
     g, _ = ravel_pytree(g_tree)
-    obs = fvp_subsample(key, batch.obs, static.fvp_fraction)
-    matvec = flat_fvp(
-        lambda p: agent.actor.apply(p, obs), agent.dist.fisher_vp, actor_params, hp.damping
-    )
+    if agent.recurrent:  # whole env sequences, replayed from their start states
+        sub = fvp_subsample(key, batch, static.fvp_fraction)
+        dist_fn = lambda p: flat_samples(obj.actor_dist(agent, p, sub))  # noqa: E731
+    else:
+        obs = fvp_subsample(key, batch.obs, static.fvp_fraction)
+        dist_fn = lambda p: agent.actor.apply(p, obs)  # noqa: E731
+    matvec = flat_fvp(dist_fn, agent.dist.fisher_vp, actor_params, hp.damping)
     cg = conjugate_gradient(matvec, g, static.cg_iters)
     alpha, gfg = kl_step_size(g, cg.x, max_kl)
     if static.npg_fixed_step:
@@ -107,7 +119,7 @@ def critic_loss(
     critic_params: Any, agent: Agent, mb: Batch, hp: HParams
 ) -> tuple[jax.Array, Metrics]:
     """0.5 (V - target)^2 on a minibatch, in the (params, agent, mb, hp) loss signature."""
-    loss = obj.value_loss(agent, critic_params, mb.obs, mb.target)
+    loss = obj.value_loss(agent, critic_params, mb)
     return loss, {"value_loss": loss}
 
 
@@ -190,7 +202,7 @@ def update(
     critic, opt_state, critic_metrics = fit_critic(
         static, agent, key, params.critic, state.opt_state, batch, hp
     )
-    entropy = obj.entropy(agent, agent.actor.apply(actor, batch.obs))
+    entropy = obj.entropy(agent, obj.actor_dist(agent, actor, batch))
     metrics: Metrics = {
         "policy_loss": -obj.surrogate(agent, actor, batch),
         "entropy": entropy,

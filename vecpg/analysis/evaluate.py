@@ -27,8 +27,9 @@ from vecpg.models.networks import (
     AgentParams,
     env_action,
     init_agent_params,
+    init_memory,
     make_agent,
-    policy_dist,
+    policy_step,
 )
 from vecpg.run.rundir import SavedPolicies, load_policies
 
@@ -169,38 +170,47 @@ def play_episode(
     keep_states: bool,
 ) -> Episode:
     """Reset with `key`, act until termination or the time limit (a scan of fixed
-    length; rewards after termination are masked, whatever the env returns there)."""
+    length; rewards after termination are masked, whatever the env returns there). A
+    recurrent policy's core state starts at zeros and is carried through the episode."""
     k_act = jax.random.fold_in(key, 1)
     first = env.reset(key)
 
     def body(carry, k):
-        step, alive, total, length = carry
-        dist = policy_dist(agent, params, step.obs, normalize_obs=normalize_obs)
+        step, alive, total, length, memory, t = carry
+        memory, dist = policy_step(
+            agent, params, memory, step.obs, t == 0, normalize_obs=normalize_obs
+        )
         action = agent.dist.mode(dist) if deterministic else agent.dist.sample(k, dist)
         nxt = env.step(step.state, env_action(agent, action))
         total = total + jnp.where(alive, nxt.reward, 0.0)
         length = length + alive.astype(jnp.int32)
         alive = alive & ~nxt.terminated
-        return (nxt, alive, total, length), (nxt.state if keep_states else None)
+        out = (nxt, alive, total, length, memory, t + 1)
+        return out, (nxt.state if keep_states else None)
 
     keys = jax.random.split(k_act, env.spec.max_episode_steps)
-    init = (first, jnp.bool_(True), jnp.float32(0.0), jnp.int32(0))
-    (_, _, total, length), states = jax.lax.scan(body, init, keys)
+    memory = init_memory(agent, ())
+    memory0 = None if memory is None else memory.actor
+    init = (first, jnp.bool_(True), jnp.float32(0.0), jnp.int32(0), memory0, jnp.int32(0))
+    (_, _, total, length, _, _), states = jax.lax.scan(body, init, keys)
     return Episode(total, length, states)
 
 
 def _compiled_returns(c: StaticConfig):
     """(params [seeds], keys [episodes], deterministic) -> returns, lengths [seeds, episodes];
     cached on what the policy and env depend on, not on training-only settings."""
-    key = (c.env, c.backend, c.playground_impl, tuple(c.hidden), c.activation, c.torso,
-           c.normalize_obs)  # fmt: skip
+    key = (c.env, c.backend, c.playground_impl, c.mask_obs, tuple(c.hidden), c.activation,
+           c.torso, c.memory, c.memory_size, c.normalize_obs)  # fmt: skip
     return _compiled_returns_for(*key)
 
 
 @functools.lru_cache(maxsize=8)
-def _compiled_returns_for(env_name, backend, playground_impl, hidden, activation, torso, normalize):
-    env = make_env(env_name, backend, playground_impl)
-    agent = make_agent(env.spec, hidden, activation, torso)
+def _compiled_returns_for(
+    env_name, backend, playground_impl, mask_obs, hidden, activation, torso, memory,
+    memory_size, normalize,
+):  # fmt: skip
+    env = make_env(env_name, backend, playground_impl, mask_obs)
+    agent = make_agent(env.spec, hidden, activation, torso, memory, memory_size)
 
     def returns(params, keys, deterministic):
         one = functools.partial(

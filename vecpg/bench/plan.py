@@ -54,6 +54,12 @@ class BenchPlan:
     """PPO epochs per batch."""
     num_minibatches: int = 4
     """Minibatches per epoch (update-to-data ratio = epochs x minibatches)."""
+    memory: Literal["none", "gru", "lstm"] = "none"
+    """Time ppo and trpo with a recurrent core (gru | lstm) of --memory-size units, and the
+    same configs without it, side by side (the phase and trust-region detail and the peer
+    comparisons are for feed-forward policies: skipped)."""
+    memory_size: int = 128
+    """Units of the recurrent core (with --memory)."""
     cpu_fast_math: bool = True
     """vecpg's programs with the config's cpu_fast_math (Brax PPO, a peer, always compiles
     with XLA's defaults; XLA_FLAGS gives both the same options)."""
@@ -104,7 +110,7 @@ class BenchPlan:
         for name in ("num_envs", "num_steps", "iterations", "repeats", "update_epochs",
                      "num_minibatches"):  # fmt: skip
             _at_least(name, getattr(self, name), 1)
-        for name in ("scaling_envs", "scaling_steps"):
+        for name in ("scaling_envs", "scaling_steps", "memory_size"):
             _at_least(name, getattr(self, name), 1)
         for name in ("peer_steps", "logging_runs", "vmap_runs", "many_seeds"):
             _at_least(name, getattr(self, name), 0)
@@ -144,6 +150,8 @@ class BenchPlan:
             update_epochs=self.update_epochs,
             num_minibatches=self.num_minibatches,
             hidden=(64, 64),
+            memory=self.memory,
+            memory_size=self.memory_size,
             cpu_fast_math=self.cpu_fast_math,
             cpu_opt_level=self.cpu_opt_level,
             gpu_autotune=self.gpu_autotune,

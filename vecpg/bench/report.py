@@ -91,6 +91,12 @@ def iteration_markdown(r: dict[str, Any]) -> list[str]:
             f"| vecpg {algo} (rollout + GAE + update) | {v['compile_s']:.1f} "
             f"| {v['env_steps_per_s']:,.0f} | {r['over_ceiling'][algo]:.2f}x |"
         )
+    for algo, v in r.get("iteration_feedforward", {}).items():
+        ratio = r["memory_over_feedforward_iteration"][algo]
+        lines.append(
+            f"| vecpg {algo} without the recurrent core | {v['compile_s']:.1f} "
+            f"| {v['env_steps_per_s']:,.0f} | with the core: {ratio:.2f}x its iteration time |"
+        )
     if "trpo_over_ppo_compile" in r:
         lines += ["", f"trpo / ppo compile: {r['trpo_over_ppo_compile']:.2f}x (each cold)"]
     return lines

@@ -46,8 +46,21 @@ def run_bench(
     result["over_ceiling"] = {a: it[a]["env_steps_per_s"] / ceiling["env_steps_per_s"] for a in it}
     result["trpo_over_ppo_iteration"] = it["trpo"]["iteration_s"] / it["ppo"]["iteration_s"]
     result["trpo_over_ppo_compile"] = it["trpo"]["compile_s"] / it["ppo"]["compile_s"]
+    if base.memory != "none":
+        log(f"bench: ppo and trpo iterations without the {base.memory} core")
+        plain = {
+            a: throughput.iteration_cost(
+                dataclasses.replace(base, algo=a, memory="none"), plan.iterations, plan.repeats
+            )
+            for a in ("ppo", "trpo")
+        }
+        result["iteration_feedforward"] = plain
+        result["memory_over_feedforward_iteration"] = {
+            a: it[a]["iteration_s"] / plain[a]["iteration_s"] for a in it
+        }
     saved(result)
-    if plan.detail:
+    recurrent = base.memory != "none"  # the pieces below time feed-forward policies
+    if plan.detail and not recurrent:
         log("bench: phases of one iteration")
         result["phases"] = {
             a: throughput.phase_timings(dataclasses.replace(base, algo=a), plan.repeats * 3)
@@ -57,11 +70,11 @@ def run_bench(
         repeats = max(5, 5 * plan.repeats)
         result["trust_region_cost"] = throughput.trust_region_cost(base, repeats=repeats)
         saved(result)
-    if plan.peer_steps and base.env.startswith("brax/"):
+    if plan.peer_steps and base.env.startswith("brax/") and not recurrent:
         log(f"bench: Brax PPO vs vecpg ppo, {plan.peer_steps:,} steps each")
         result["brax_ppo"] = peers.peer_comparison(base, plan.peer_steps)
         saved(result)
-    if plan.peer_steps:
+    if plan.peer_steps and not recurrent:
         log("bench: rejax PPO vs vecpg ppo on CartPole")
         result["rejax_ppo"] = peers.rejax_comparison(plan.peer_steps)
     if plan.many_seeds:

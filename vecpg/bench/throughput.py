@@ -228,7 +228,7 @@ def phase_timings(cfg: TrainConfig, repeats: int) -> dict[str, float]:
         traj = rollout(
             p.env, p.agent, params, env_state, k, num_steps=static.num_steps, normalize_obs=norm
         )
-        return traj[1]
+        return traj[2]
 
     jit = functools.partial(jax.jit, compiler_options=program_options(static))
     roll_fn = jit(roll)

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import difflib
 import functools
+import math
 from collections.abc import Sequence
 from typing import Protocol
 
 import jax
 
 from vecpg.envs.protocol import Env
+from vecpg.errors import ConfigError
 
 # Known without importing brax/gymnax (fast validation, no compilation).
 BRAX_ENVS = (
@@ -121,6 +123,33 @@ def closest(word: str, names: Sequence[str], n: int = 3) -> list[str]:
     return [m for r, m in scored[:n] if r >= scored[0][0] - 0.1]
 
 
+def parse_indices(text: str) -> tuple[int, ...]:
+    """ "1,3" -> (1, 3); "" -> (). ValueError unless distinct integers >= 0."""
+    if not text.strip():
+        return ()
+    out = tuple(int(part) for part in text.split(","))
+    if any(i < 0 for i in out) or len(set(out)) != len(out):
+        raise ValueError(text)
+    return out
+
+
+def check_mask_obs(env: str, mask_obs: str) -> None:
+    """One line unless every index of `mask_obs` is inside `env`'s flattened observation
+    (its recorded spec; an env without one is checked when it is built)."""
+    from vecpg.envs.catalog import recorded_specs
+
+    spec = recorded_specs().get(env)
+    indices = parse_indices(mask_obs)
+    if spec is None or not indices:
+        return
+    size = math.prod(spec.obs_shape)
+    if max(indices) >= size:
+        raise ConfigError(
+            f"invalid mask_obs={mask_obs!r}: {env}'s observation has {size} entries "
+            f"(indices 0-{size - 1})"
+        )
+
+
 class EnvSettings(Protocol):
     """The config fields that choose an env (a TrainConfig or StaticConfig has them)."""
 
@@ -135,18 +164,34 @@ class EnvSettings(Protocol):
 
 
 def make_env_for(c: EnvSettings) -> Env:
-    return make_env(c.env, c.backend, c.playground_impl)
+    """The env a config names, with its `mask_obs` (configs from before it: none)."""
+    return make_env(c.env, c.backend, c.playground_impl, getattr(c, "mask_obs", ""))
 
 
 @functools.cache
-def make_env(name: str, backend: str = "generalized", playground_impl: str = "jax") -> Env:
+def make_env(
+    name: str, backend: str = "generalized", playground_impl: str = "jax", mask_obs: str = ""
+) -> Env:
     """Build the adapter for `name`: `backend` picks brax's physics, `playground_impl`
-    Playground's (jax | warp). Cached: loading a physics system takes seconds. Known
-    third-party noise is silenced (`vecpg.envs.quiet`)."""
+    Playground's (jax | warp), `mask_obs` ("1,3") zeroes observation entries. Cached:
+    loading a physics system takes seconds. Known third-party noise is silenced
+    (`vecpg.envs.quiet`)."""
     from vecpg.envs.quiet import third_party_quiet
+    from vecpg.envs.wrappers import MaskedObs
 
+    check_mask_obs(name, mask_obs)
     with third_party_quiet():
-        return TracedOnce(_build_env(name, backend, playground_impl))
+        env = _build_env(name, backend, playground_impl)
+    indices = parse_indices(mask_obs)
+    if indices:
+        size = int(math.prod(env.spec.obs_shape))
+        if max(indices) >= size:
+            raise ConfigError(
+                f"invalid mask_obs={mask_obs!r}: {name}'s observation has {size} entries "
+                f"(indices 0-{size - 1})"
+            )
+        env = MaskedObs(env, indices)
+    return TracedOnce(env)
 
 
 class TracedOnce:

@@ -8,6 +8,7 @@ from typing import Any
 import flax.struct
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from vecpg.envs.protocol import Env, EnvStep
 
@@ -35,6 +36,39 @@ class EpisodeStep:
     finished_return: jax.Array  # the episode's return if it ended here, else 0
     finished_length: jax.Array  # its length if it ended here, else 0
     nonfinite: jax.Array  # the env returned a NaN/inf obs or reward here
+
+
+def keep_mask(obs_shape: tuple[int, ...], indices: tuple[int, ...]) -> np.ndarray:
+    """[*obs_shape] float32: 0 at the flattened `indices`, 1 elsewhere."""
+    keep = np.ones(int(np.prod(obs_shape)), np.float32)
+    keep[list(indices)] = 0.0
+    return keep.reshape(obs_shape)
+
+
+class MaskedObs:
+    """An env whose observation entries `indices` (into the flattened observation) always
+    read zero: a partially observed version of it (`--mask-obs`). Same spec."""
+
+    def __init__(self, env: Env, indices: tuple[int, ...]):
+        self.inner = env
+        self.spec = env.spec
+        self.indices = indices
+        self._keep = keep_mask(env.spec.obs_shape, indices)
+
+    def _masked(self, ts: EnvStep) -> EnvStep:
+        return EnvStep(ts.state, ts.obs * jnp.asarray(self._keep, ts.obs.dtype), ts.reward,
+                       ts.terminated)  # fmt: skip
+
+    def reset(self, key: jax.Array) -> EnvStep:
+        return self._masked(self.inner.reset(key))
+
+    def step(self, state: Any, action: jax.Array) -> EnvStep:
+        return self._masked(self.inner.step(state, action))
+
+    def __getattr__(self, name: str):
+        if name == "inner":  # not set yet (a copy or unpickle): no recursion
+            raise AttributeError(name)
+        return getattr(self.inner, name)
 
 
 def reset_episode(env: Env, key: jax.Array) -> EpisodeState:

@@ -4,131 +4,26 @@ hidden layers and the head."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any, NamedTuple, cast
 
 import flax.linen as nn
 import flax.struct
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from vecpg.envs.protocol import EnvSpec
-from vecpg.errors import ConfigError
 from vecpg.models import obs_norm
 from vecpg.models.distributions import GaussianParams, distribution
+from vecpg.models.layers import (  # noqa: F401  (re-exported)
+    MLP,
+    PatchConv,
+    Torso,
+    gram_schmidt,
+    orthogonal,
+    resolve_torso,
+)
 from vecpg.models.obs_norm import RunningStats, init_stats
-
-_ACTIVATIONS = {
-    "tanh": nn.tanh,
-    "relu": nn.relu,
-    "elu": nn.elu,
-    "gelu": nn.gelu,
-    "swish": nn.swish,
-}
-
-
-def gram_schmidt(a: jax.Array) -> jax.Array:
-    """Orthonormalise the columns of a [n, k] matrix (n >= k), keeping their order and
-    orientation: the Q of a QR factorisation with a positive diagonal R.
-
-    Plain matmuls, no LAPACK: jaxlib 0.10's batched CPU QR (what a vmapped orthogonal
-    init lowers to) can deadlock its own thread pool; this cannot.
-    """
-    n, k = a.shape
-    cols = jnp.arange(k)
-
-    def body(j, q):
-        v = a[:, j]
-        mask = (cols < j).astype(a.dtype)
-        for _ in range(2):  # re-orthogonalise once: "twice is enough"
-            v = v - q @ ((q.T @ v) * mask)
-        return q.at[:, j].set(v / jnp.linalg.norm(v))
-
-    return jax.lax.fori_loop(0, k, body, jnp.zeros_like(a))
-
-
-def orthogonal(scale: float) -> Callable:
-    """Orthogonal initialiser scaled by `scale`, for dense kernels [in, out] and conv
-    kernels [kh, kw, in, out] (as the matrix [kh * kw * in, out])."""
-
-    def init(key: jax.Array, shape: tuple[int, ...], dtype=jnp.float32) -> jax.Array:
-        n_in, n_out = int(np.prod(shape[:-1])), shape[-1]
-        a = jax.random.normal(key, (max(n_in, n_out), min(n_in, n_out)), dtype)
-        q = gram_schmidt(a)
-        return scale * (q if n_in >= n_out else q.T).reshape(shape)
-
-    return init
-
-
-class MLP(nn.Module):
-    """Hidden layers (orthogonal init, gain sqrt 2) then a linear head of `out_dim`."""
-
-    hidden: tuple[int, ...]
-    activation: str
-    out_dim: int
-    out_gain: float
-
-    @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        act = _ACTIVATIONS[self.activation]
-        for h in self.hidden:
-            x = act(nn.Dense(h, kernel_init=orthogonal(np.sqrt(2.0)))(x))
-        return nn.Dense(self.out_dim, kernel_init=orthogonal(self.out_gain))(x)
-
-
-def resolve_torso(torso: str, obs_shape: tuple[int, ...]) -> str:
-    """ "auto" -> "cnn" for image observations [H, W, C], else "mlp"; "cnn" needs them."""
-    if torso == "auto":
-        return "cnn" if len(obs_shape) == 3 else "mlp"
-    if torso == "cnn" and len(obs_shape) != 3:
-        raise ConfigError(
-            f"invalid torso='cnn': needs image observations [H, W, C]; this env's are "
-            f"{list(obs_shape)} (use --torso mlp or auto)"
-        )
-    return torso
-
-
-class PatchConv(nn.Module):
-    """A stride-1 VALID 2-D convolution computed as patches @ kernel: the same function
-    and parameters ({kernel [kh, kw, C, F], bias [F]}) as `nn.Conv`, but under vmap over
-    lanes (a kernel per seed) it stays a batched matmul. `nn.Conv` becomes a grouped
-    convolution there, which XLA's CPU backend ran about 1000x slower than the env
-    (MinAtar Breakout ppo: 1,158 env steps/s against a 1.34M ceiling)."""
-
-    features: int
-    kernel_size: tuple[int, int]
-    kernel_init: Callable
-
-    @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        kh, kw = self.kernel_size
-        c = x.shape[-1]
-        kernel = self.param("kernel", self.kernel_init, (kh, kw, c, self.features))
-        bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
-        h, w = x.shape[-3] - kh + 1, x.shape[-2] - kw + 1
-        patches = jnp.stack(
-            [x[..., i : i + h, j : j + w, :] for i in range(kh) for j in range(kw)], axis=-2
-        )  # [..., h, w, kh*kw, C], in the kernel's (i, j, c) order
-        patches = patches.reshape(*patches.shape[:-2], kh * kw * c)
-        return patches @ kernel.reshape(kh * kw * c, self.features) + bias
-
-
-class Torso(nn.Module):
-    """obs [..., *obs_shape] -> features [..., F]. mlp: the observation flattened. cnn
-    (MinAtar paper): Conv 16 x 3x3, stride 1, ReLU, flattened, then Dense 128, ReLU."""
-
-    kind: str  # "mlp" | "cnn" (resolved)
-    obs_rank: int
-
-    @nn.compact
-    def __call__(self, obs: jax.Array) -> jax.Array:
-        lead = obs.shape[: obs.ndim - self.obs_rank]
-        if self.kind == "mlp":
-            return obs.reshape(*lead, -1)
-        conv = PatchConv(16, (3, 3), orthogonal(np.sqrt(2.0)), name="Conv_0")  # nn.Conv's name
-        x = nn.relu(conv(obs)).reshape(*lead, -1)
-        return nn.relu(nn.Dense(128, kernel_init=orthogonal(np.sqrt(2.0)))(x))
+from vecpg.models.recurrent import RecurrentActor, RecurrentCritic, zero_carry
 
 
 class Actor(nn.Module):
@@ -175,49 +70,114 @@ class AgentParams:
     obs_stats: RunningStats
 
 
-class Agent(NamedTuple):
-    """Static network definitions for one env spec."""
+@flax.struct.dataclass
+class Memory:
+    """The recurrent cores' states of B envs (leaves [B, memory_size]): the actor's, as
+    the rollout carried it, and the critic's, as the update's replay left it."""
 
-    actor: Actor
-    critic: Critic
+    actor: Any
+    critic: Any
+
+
+class Agent(NamedTuple):
+    """Static network definitions for one env spec (`memory`: none | gru | lstm)."""
+
+    actor: Actor | RecurrentActor
+    critic: Critic | RecurrentCritic
     spec: EnvSpec
+    memory: str = "none"
+    memory_size: int = 0
 
     @property
     def dist(self):
         return distribution(self.spec.discrete)
 
+    @property
+    def recurrent(self) -> bool:
+        return self.memory != "none"
+
 
 def make_agent(
-    spec: EnvSpec, hidden: tuple[int, ...], activation: str, torso: str = "auto"
+    spec: EnvSpec,
+    hidden: tuple[int, ...],
+    activation: str,
+    torso: str = "auto",
+    memory: str = "none",
+    memory_size: int = 128,
 ) -> Agent:
-    """Actor and critic for `spec` (`torso`: auto | mlp | cnn, see `resolve_torso`)."""
+    """Actor and critic for `spec` (`torso`: auto | mlp | cnn, see `resolve_torso`; with
+    `memory` gru | lstm, a core of `memory_size` units after the torso of each)."""
     kind, rank = resolve_torso(torso, tuple(spec.obs_shape)), len(spec.obs_shape)
+    hidden = tuple(hidden)
+    if memory == "none":
+        return Agent(
+            actor=Actor(hidden, activation, spec.num_actions, spec.discrete, kind, rank),
+            critic=Critic(hidden, activation, kind, rank),
+            spec=spec,
+        )
     return Agent(
-        actor=Actor(tuple(hidden), activation, spec.num_actions, spec.discrete, kind, rank),
-        critic=Critic(tuple(hidden), activation, kind, rank),
+        actor=RecurrentActor(
+            hidden, activation, spec.num_actions, spec.discrete, kind, rank, memory, memory_size
+        ),
+        critic=RecurrentCritic(hidden, activation, kind, rank, memory, memory_size),
         spec=spec,
+        memory=memory,
+        memory_size=memory_size,
     )
+
+
+def make_agent_for(spec: EnvSpec, c: Any) -> Agent:
+    """`make_agent` with a config's (TrainConfig or StaticConfig) network fields."""
+    return make_agent(spec, tuple(c.hidden), c.activation, c.torso, c.memory, c.memory_size)
 
 
 def init_agent_params(agent: Agent, key: jax.Array) -> AgentParams:
     k_actor, k_critic = jax.random.split(key)
     dummy = jnp.zeros(agent.spec.obs_shape, jnp.float32)
-    return AgentParams(
-        actor=agent.actor.init(k_actor, dummy),
-        critic=agent.critic.init(k_critic, dummy),
-        obs_stats=init_stats(agent.spec.obs_shape),
-    )
+    if agent.recurrent:
+        carry, reset = zero_carry(agent.memory, agent.memory_size, ()), jnp.bool_(True)
+        actor = agent.actor.init(k_actor, carry, dummy, reset)
+        critic = agent.critic.init(k_critic, carry, dummy, reset)
+    else:
+        actor, critic = agent.actor.init(k_actor, dummy), agent.critic.init(k_critic, dummy)
+    return AgentParams(actor=actor, critic=critic, obs_stats=init_stats(agent.spec.obs_shape))
+
+
+def init_memory(agent: Agent, batch_shape: tuple[int, ...]) -> Memory | None:
+    """Zero core states for `batch_shape` envs; None for a feed-forward agent."""
+    if not agent.recurrent:
+        return None
+    z = zero_carry(agent.memory, agent.memory_size, batch_shape)
+    return Memory(actor=z, critic=z)
+
+
+def policy_step(
+    agent: Agent,
+    params: AgentParams,
+    carry: Any,
+    obs: jax.Array,
+    reset: jax.Array,
+    *,
+    normalize_obs: bool,
+) -> tuple[Any, Any]:
+    """One step of the policy on raw obs [..., *obs_shape]: (actor core state [..., H],
+    reset [...]) -> (its next state, distribution parameters [..., ...]). A feed-forward
+    agent ignores `carry` and `reset` and returns carry as given (None)."""
+    x = obs_norm.normalize_obs(params.obs_stats, obs) if normalize_obs else obs
+    if agent.recurrent:
+        return agent.actor.apply(params.actor, carry, x, reset)
+    return carry, agent.actor.apply(params.actor, x)
 
 
 def policy_dist(agent: Agent, params: AgentParams, obs: jax.Array, *, normalize_obs: bool) -> Any:
     """Raw obs [..., *obs_shape] -> distribution parameters (leaves [..., ...]), with the
-    running observation normalisation applied when `normalize_obs`."""
+    running observation normalisation applied when `normalize_obs` (feed-forward agents)."""
     x = obs_norm.normalize_obs(params.obs_stats, obs) if normalize_obs else obs
     return agent.actor.apply(params.actor, x)
 
 
 def state_value(agent: Agent, critic_params: Any, obs: jax.Array) -> jax.Array:
-    """V(s): obs [..., *obs_shape] -> [...] (normalised observations)."""
+    """V(s): obs [..., *obs_shape] -> [...] (normalised observations; feed-forward)."""
     return cast(jax.Array, agent.critic.apply(critic_params, obs))
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import zipfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -25,9 +25,18 @@ import numpy as np
 from vecpg.analysis.stats import iqm, mean_ci95, stratified_bootstrap_ci
 from vecpg.config import TrainConfig
 from vecpg.envs.protocol import EnvSpec
+from vecpg.envs.registry import parse_indices
+from vecpg.envs.wrappers import keep_mask
 from vecpg.errors import ConfigError
 from vecpg.models.distributions import distribution
-from vecpg.models.networks import Agent, AgentParams, init_agent_params, make_agent, policy_dist
+from vecpg.models.networks import (
+    Agent,
+    AgentParams,
+    init_agent_params,
+    init_memory,
+    make_agent_for,
+    policy_step,
+)
 from vecpg.run.files import (
     CONFIG_FILE,
     SUMMARY_FILE,
@@ -224,7 +233,7 @@ def check_metrics_match(
 
 
 def _params_template(config: TrainConfig, spec: EnvSpec, num_seeds: int) -> AgentParams:
-    agent = make_agent(spec, config.hidden, config.activation, config.torso)
+    agent = make_agent_for(spec, config)
     one = init_agent_params(agent, jax.random.key(0))
     return jax.tree.map(lambda x: np.zeros((num_seeds, *x.shape), x.dtype), one)
 
@@ -416,27 +425,42 @@ class SavedPolicies(NamedTuple):
 
 def load_policies(run_dir: str | os.PathLike) -> SavedPolicies:
     res = load(run_dir)
-    agent = make_agent(res.spec, tuple(res.config.hidden), res.config.activation, res.config.torso)
+    agent = make_agent_for(res.spec, res.config)
     return SavedPolicies(res, agent, jax.tree.map(jnp.asarray, res.params))
 
 
-def load_policy(run_dir: str | os.PathLike, seed: int = 0) -> Callable[[np.ndarray], np.ndarray]:
-    """A deterministic numpy policy: obs [*obs_shape] or [N, *obs_shape] -> action (argmax
-    or clipped mean), with the run's observation normalisation applied."""
-    saved = load_policies(run_dir)
-    params = saved.of_seed(seed)
-    spec, agent = saved.results.spec, saved.agent
-    dist = distribution(spec.discrete)
-    normalize = saved.results.config.normalize_obs
+class Policy:
+    """A deterministic numpy policy: `policy(obs)` with obs [*obs_shape] or [N,
+    *obs_shape] -> action (argmax or clipped mean), with the run's observation mask and
+    normalisation applied. A recurrent policy (`--memory`) carries its core's state from
+    call to call: `policy.reset()` starts new episodes (for every one of the N envs);
+    a feed-forward policy's `reset` does nothing."""
 
-    @jax.jit
-    def act(obs: jax.Array) -> jax.Array:
-        a = dist.mode(policy_dist(agent, params, obs, normalize_obs=normalize))
-        if spec.discrete:
-            return a
-        return jnp.clip(a, spec.action_low, spec.action_high)
+    def __init__(self, saved: SavedPolicies, seed: int):
+        self.spec, self.agent = saved.results.spec, saved.agent
+        params = saved.of_seed(seed)
+        c = saved.results.config
+        mask = keep_mask(self.spec.obs_shape, parse_indices(c.mask_obs))  # as in training
+        dist, spec, agent = distribution(self.spec.discrete), self.spec, self.agent
 
-    def policy(obs: np.ndarray) -> np.ndarray:
+        @jax.jit
+        def act(carry: Any, obs: jax.Array) -> tuple[Any, jax.Array]:
+            reset = jnp.zeros(obs.shape[: obs.ndim - len(spec.obs_shape)], bool)
+            carry, d = policy_step(
+                agent, params, carry, obs * mask, reset, normalize_obs=c.normalize_obs
+            )
+            a = dist.mode(d)
+            return carry, a if spec.discrete else jnp.clip(a, spec.action_low, spec.action_high)
+
+        self._act = act
+        self._carry: Any = None  # the core's state, made at the first call after a reset
+
+    def reset(self) -> None:
+        """Forget the core's state: the next call starts new episodes."""
+        self._carry = None
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        spec = self.spec
         try:
             x = np.asarray(obs, np.float32)
         except (TypeError, ValueError):
@@ -446,6 +470,23 @@ def load_policy(run_dir: str | os.PathLike, seed: int = 0) -> Callable[[np.ndarr
                 f"invalid obs of shape {x.shape}: this policy takes {spec.obs_shape} "
                 f"or [N, *{spec.obs_shape}] observations ({spec.name})"
             )
-        return np.asarray(act(jnp.asarray(x)))
+        batch = x.shape[: x.ndim - len(spec.obs_shape)]
+        memory = init_memory(self.agent, batch)
+        if memory is not None:
+            if self._carry is None:
+                self._carry = memory.actor
+            elif jax.tree.leaves(self._carry)[0].shape[:-1] != batch:
+                raise ConfigError(
+                    f"invalid obs of shape {x.shape}: this recurrent policy is carrying the "
+                    "state of another batch of envs; call policy.reset() first"
+                )
+        carry, action = self._act(self._carry, jnp.asarray(x))
+        if memory is not None:
+            self._carry = carry
+        return np.asarray(action)
 
-    return policy
+
+def load_policy(run_dir: str | os.PathLike, seed: int = 0) -> Policy:
+    """Seed `seed`'s deterministic numpy policy (`Policy`): `policy(obs) -> action`,
+    `policy.reset()` between episodes of a recurrent policy."""
+    return Policy(load_policies(run_dir), seed)

@@ -79,6 +79,9 @@ class TrainFlags:
     hidden: tuple[int, ...] | None = None
     activation: str | None = None
     torso: str | None = None
+    memory: str | None = None
+    memory_size: int | None = None
+    mask_obs: str | None = None
     normalize_obs: str | None = None
     anneal_lr: str | None = None
     cpu_fast_math: str | None = None

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from vecpg.envs.protocol import Env, EnvStep
 from vecpg.envs.wrappers import EpisodeState, fresh_starts, start_unstarted, step_episode
-from vecpg.models.networks import Agent, AgentParams, env_action, policy_dist
+from vecpg.models.networks import Agent, AgentParams, env_action, policy_step
 
 
 class Transition(NamedTuple):
@@ -25,6 +25,7 @@ class Transition(NamedTuple):
     finished_return: jax.Array
     finished_length: jax.Array
     nonfinite: jax.Array
+    reset: jax.Array | None = None  # s_t starts an episode (recurrent agents only)
 
 
 def actor_step(
@@ -32,20 +33,25 @@ def actor_step(
     agent: Agent,
     params: AgentParams,
     env_state: EpisodeState,
+    carry: Any,
     key: jax.Array,
     fresh: EnvStep | None = None,
     *,
     normalize_obs: bool,
-) -> tuple[EpisodeState, Transition]:
+) -> tuple[tuple[EpisodeState, Any], Transition]:
     """One step of B envs: sample a ~ pi(.|s), step, auto-reset (to `fresh` [B] if
-    given). env_state: [B]."""
-    dist = policy_dist(agent, params, env_state.obs, normalize_obs=normalize_obs)
+    given). env_state: [B]; carry: the actor core's state [B, H] (None: feed-forward),
+    reset to zeros where an episode starts (t == 0) before it reads s_t."""
+    reset = env_state.t == 0
+    carry, dist = policy_step(
+        agent, params, carry, env_state.obs, reset, normalize_obs=normalize_obs
+    )
     action = agent.dist.sample(key, dist)
     log_prob = agent.dist.log_prob(dist, action)
     out = jax.vmap(step_episode, in_axes=(None, 0, 0, 0))(
         env, env_state, env_action(agent, action), fresh
     )
-    return out.state, Transition(
+    return (out.state, carry), Transition(
         obs=env_state.obs,
         action=action,
         log_prob=log_prob,
@@ -56,6 +62,7 @@ def actor_step(
         finished_return=out.finished_return,
         finished_length=out.finished_length,
         nonfinite=out.nonfinite,
+        reset=reset if agent.recurrent else None,
     )
 
 
@@ -68,18 +75,24 @@ def rollout(
     *,
     num_steps: int,
     normalize_obs: bool,
-) -> tuple[EpisodeState, Transition]:
-    """num_steps actor steps -> (final env state [B], Transition [T, B]). Envs that end
-    during the rollout restart from initial states sampled once for this rollout;
-    unstarted envs (`unstarted_episodes`, a run's first rollout) begin at them."""
+    carry: Any = None,
+) -> tuple[EpisodeState, Any, Transition]:
+    """num_steps actor steps -> (final env state [B], final actor core state [B, H] (None
+    for a feed-forward agent), Transition [T, B]). `carry`: the core's state at the
+    start. Envs that end during the rollout restart from initial states sampled once for
+    this rollout; unstarted envs (`unstarted_episodes`, a run's first rollout) begin at
+    them."""
     k_reset, k_steps = jax.random.split(key)
     fresh = fresh_starts(env, k_reset, env_state.t.shape[0])
     env_state = start_unstarted(env_state, fresh)
 
-    def body(state, k):
-        return actor_step(env, agent, params, state, k, fresh, normalize_obs=normalize_obs)
+    def body(loop, k):
+        state, c = loop
+        return actor_step(env, agent, params, state, c, k, fresh, normalize_obs=normalize_obs)
 
-    return jax.lax.scan(body, env_state, jax.random.split(k_steps, num_steps))
+    keys = jax.random.split(k_steps, num_steps)
+    (env_state, carry), traj = jax.lax.scan(body, (env_state, carry), keys)
+    return env_state, carry, traj
 
 
 def finished_episode_stats(traj: Transition) -> tuple[jax.Array, jax.Array, jax.Array]:

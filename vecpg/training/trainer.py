@@ -18,17 +18,21 @@ import jax
 import jax.numpy as jnp
 
 from vecpg.algos import Batch, Updater, make_updater
+from vecpg.algos.objectives import actor_dist
 from vecpg.config import HParams, StaticConfig
 from vecpg.envs import Env, EpisodeState, make_env_for
 from vecpg.envs.wrappers import unstarted_episodes
 from vecpg.models.networks import (
     Agent,
     AgentParams,
+    Memory,
     init_agent_params,
-    make_agent,
+    init_memory,
+    make_agent_for,
     state_value,
 )
 from vecpg.models.obs_norm import normalize_obs, update_stats
+from vecpg.models.recurrent import replay_actor, replay_critic
 from vecpg.training.advantages import batched_gae
 from vecpg.training.rollout import Transition, finished_episode_stats, rollout
 from vecpg.training.sharding import RUNS, env_shards, split_envs
@@ -47,6 +51,7 @@ class TrainState:
     last_return: jax.Array  # latest mean return of finished episodes (carried forward;
     last_length: jax.Array  # NaN until the lane's first episode finishes)
     diverged: jax.Array  # bool: params, loss or gradients were non-finite at some iteration
+    memory: Memory | None = None  # recurrent agents: the cores' states of the envs [num_envs]
 
 
 class Pieces(NamedTuple):
@@ -60,7 +65,7 @@ class Pieces(NamedTuple):
 
 def make_pieces(static: StaticConfig) -> Pieces:
     env = make_env_for(static)
-    agent = make_agent(env.spec, static.hidden, static.activation, static.torso)
+    agent = make_agent_for(env.spec, static)
     return Pieces(static, env, agent, make_updater(static, agent))
 
 
@@ -72,7 +77,9 @@ def init_train_state(p: Pieces, key: jax.Array, hp: HParams) -> TrainState:
     env_state = unstarted_episodes(p.env, k_env, p.static.num_envs)  # the rollout starts them
     none_yet = jnp.float32(jnp.nan)  # no return is reported before an episode finishes
     no = jnp.bool_(False)
-    return TrainState(params, p.updater.init(params, hp), env_state, key, none_yet, none_yet, no)
+    memory = init_memory(p.agent, (p.static.num_envs,))
+    algo_state = p.updater.init(params, hp)
+    return TrainState(params, algo_state, env_state, key, none_yet, none_yet, no, memory)
 
 
 def make_batch(
@@ -106,12 +113,51 @@ def make_batch(
     )
 
 
+def make_sequence_batch(
+    agent: Agent,
+    params: AgentParams,
+    traj: Transition,
+    h0: Memory,
+    hp: HParams,
+    *,
+    normalize: bool,
+) -> tuple[Batch, Any]:
+    """`make_batch` for a recurrent agent: env-major sequences [B, T], the values and
+    pi_old replayed from the cores' states at the rollout's start (`h0`, leaves [B, H]).
+    Also returns the critic core's state after the last step [B, H], the next rollout's
+    start (the actor's comes out of the rollout)."""
+    norm = (lambda o: normalize_obs(params.obs_stats, o)) if normalize else (lambda o: o)
+    seq = lambda x: jnp.swapaxes(x, 0, 1)  # noqa: E731  [T, B, ...] -> [B, T, ...]
+    obs, next_obs, reset = seq(norm(traj.obs)), seq(norm(traj.next_obs)), seq(traj.reset)
+    critic_end, v_t, v_tp1 = replay_critic(agent.critic, params.critic, h0.critic, obs,
+                                           next_obs, reset)  # fmt: skip
+    not_term = 1.0 - traj.terminated.astype(jnp.float32)
+    not_done = 1.0 - (traj.terminated | traj.truncated).astype(jnp.float32)
+    adv = seq(batched_gae(
+        traj.reward * hp.reward_scale, seq(v_t), seq(v_tp1), hp.gamma * not_term,
+        hp.gae_lambda * not_done,
+    ))  # fmt: skip
+    old_dist = replay_actor(agent.actor, params.actor, h0.actor, obs, reset)
+    batch = Batch(
+        obs=obs,
+        action=seq(traj.action),
+        log_prob=seq(traj.log_prob),
+        advantage=adv,
+        target=adv + v_t,
+        value=v_t,
+        old_dist=old_dist,
+        h0=h0,
+        reset=reset,
+    )
+    return batch, critic_end
+
+
 def policy_change_metrics(agent: Agent, actor_params: Any, batch: Batch) -> Metrics:
     """How far the update moved the policy, over the batch [N]: `kl_old_new`, the mean
     KL(pi_old || pi_new) (what trpo constrains and ppo_kl and dual penalise),
     `kl_new_old`, the mean KL(pi_new || pi_old) (the lecture's direction), and
     `max_ratio`, the largest pi_new(a|s) / pi_old(a|s)."""
-    new = agent.actor.apply(actor_params, batch.obs)
+    new = actor_dist(agent, actor_params, batch)
     log_ratio = agent.dist.log_prob(new, batch.action) - batch.log_prob
     return {
         "kl_old_new": jnp.mean(agent.dist.kl(batch.old_dist, new)),
@@ -137,7 +183,8 @@ def train_iteration(
     """Rollout -> GAE -> update -> normaliser update, for one lane and one iteration."""
     static, normalize = p.static, p.static.normalize_obs
     key, k_roll, k_upd = jax.random.split(state.key, 3)
-    env_state, traj = rollout(
+    memory = split_envs(state.memory, axis=0)
+    env_state, actor_end, traj = rollout(
         p.env,
         p.agent,
         state.params,
@@ -145,9 +192,16 @@ def train_iteration(
         k_roll,
         num_steps=static.num_steps,
         normalize_obs=normalize,
+        carry=None if memory is None else memory.actor,
     )
     env_state, traj = split_envs(env_state, axis=0), split_envs(traj, axis=1)
-    batch = make_batch(p.agent, state.params, traj, hp, normalize=normalize)
+    if memory is None:
+        batch = make_batch(p.agent, state.params, traj, hp, normalize=normalize)
+    else:
+        batch, critic_end = make_sequence_batch(
+            p.agent, state.params, traj, memory, hp, normalize=normalize
+        )
+        memory = split_envs(Memory(actor=actor_end, critic=critic_end), axis=0)
     params, algo_state, upd_metrics = p.updater.update(
         k_upd, state.params, state.algo_state, batch, hp
     )
@@ -175,7 +229,9 @@ def train_iteration(
         **policy_change_metrics(p.agent, params.actor, batch),
         **upd_metrics,
     }
-    new_state = TrainState(params, algo_state, env_state, key, last_return, last_length, diverged)
+    new_state = TrainState(
+        params, algo_state, env_state, key, last_return, last_length, diverged, memory
+    )
     return new_state, metrics
 
 
