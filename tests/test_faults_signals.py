@@ -377,6 +377,32 @@ def test_runs_made_before_the_fingerprint_resume_as_before(tmp_path, unfinished_
     assert (run / "summary.json").exists()
 
 
+def test_runs_made_before_newer_fields_resume(tmp_path, unfinished_run):
+    """A run checkpointed before vecpg had --memory, --memory-size and --mask-obs (its
+    config.json and run.json lack them) resumes: those fields take the values such a run
+    was made with, and its fingerprint still matches."""
+    import hashlib
+
+    from vecpg.run.orchestrate import canonical
+
+    run = tmp_path / "r"
+    shutil.copytree(unfinished_run, run)
+    added = ("memory", "memory_size", "mask_obs")
+    config = json.loads((run / "config.json").read_text())
+    old = {k: v for k, v in config.items() if k not in added}
+    (run / "config.json").write_text(json.dumps(old))
+    launch = json.loads((run / "run.json").read_text())
+    launch["config"] = old
+    launch["config_sha256"] = hashlib.sha256(canonical(old).encode()).hexdigest()
+    (run / "run.json").write_text(json.dumps(launch))
+    assert vecpg.resume(run).metrics["episode_return"].shape == (2, 10)
+    # the same run with one of them edited is refused, naming it
+    (run / "summary.json").unlink()
+    (run / "config.json").write_text(json.dumps({**old, "memory": "gru"}))
+    with pytest.raises(vecpg.ConfigError, match=r'edited .*memory: \(absent\) -> "gru"'):
+        vecpg.resume(run)
+
+
 # --- 6. host RAM counts once however many CPU devices share it --------------------------------
 def test_fit_lanes_counts_shared_memory_once():
     from vecpg.run.memory import LaneBytes, fit_lanes

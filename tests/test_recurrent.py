@@ -17,7 +17,7 @@ from vecpg.analysis.evaluate import evaluate
 from vecpg.config import TrainConfig
 from vecpg.envs import EnvSpec, make_env
 from vecpg.errors import ConfigError
-from vecpg.models.networks import init_agent_params, init_memory, make_agent
+from vecpg.models.networks import Memory, init_agent_params, init_memory, make_agent
 from vecpg.models.recurrent import replay
 from vecpg.training.rollout import rollout
 from vecpg.training.trainer import init_train_state, make_pieces, make_sequence_batch
@@ -25,8 +25,9 @@ from vecpg.training.trainer import init_train_state, make_pieces, make_sequence_
 
 @pytest.fixture(scope="module", params=["gru", "lstm"])
 def sequence_batch(request):
-    """One rollout of a tiny recurrent ppo on CartPole, long enough that episodes end
-    (and the core resets) inside it, and its batch."""
+    """Two rollouts of a tiny recurrent ppo on CartPole, long enough that episodes end
+    (and the core resets) inside them, and their batches: the second starts from the
+    states the first left (episodes run on across the boundary)."""
     cfg = TrainConfig(memory=request.param, memory_size=8, hidden=(8,), num_envs=4,
                       num_steps=64, num_minibatches=2, total_steps=256)  # fmt: skip
     p = make_pieces(cfg.static())
@@ -34,21 +35,24 @@ def sequence_batch(request):
     state = init_train_state(p, jax.random.key(0), hp)
 
     @jax.jit
-    def collect(state):
+    def collect(state, key):
         env_state, actor_end, traj = rollout(
-            p.env, p.agent, state.params, state.env_state, jax.random.key(1),
+            p.env, p.agent, state.params, state.env_state, key,
             num_steps=cfg.num_steps, normalize_obs=True, carry=state.memory.actor,
         )  # fmt: skip
         batch, critic_end = make_sequence_batch(
             p.agent, state.params, traj, state.memory, hp, normalize=True
         )
-        return traj, batch, actor_end, critic_end
+        return env_state, traj, batch, actor_end, critic_end
 
-    return p, state, *collect(state)
+    env_state, traj, batch, actor_end, critic_end = collect(state, jax.random.key(1))
+    nxt = state.replace(env_state=env_state, memory=Memory(actor=actor_end, critic=critic_end))
+    second = collect(nxt, jax.random.key(2))[2]
+    return p, state, traj, batch, actor_end, critic_end, second
 
 
 def test_batch_is_env_major_sequences_with_resets_inside(sequence_batch):
-    p, state, traj, batch, actor_end, critic_end = sequence_batch
+    p, state, traj, batch, actor_end, critic_end, second = sequence_batch
     assert batch.obs.shape == (4, 64, 4) and batch.reset.shape == (4, 64)
     assert batch.advantage.shape == (4, 64)
     np.testing.assert_array_equal(batch.reset, np.swapaxes(traj.reset, 0, 1))
@@ -57,19 +61,37 @@ def test_batch_is_env_major_sequences_with_resets_inside(sequence_batch):
     # the next rollout starts from the states after the last step
     assert jax.tree.leaves(actor_end)[0].shape == (4, 8)
     assert jax.tree.leaves(critic_end)[0].shape == (4, 8)
+    # ... and keeps them as the second batch's start states
+    np.testing.assert_array_equal(
+        jax.tree.leaves(second.h0.actor)[0], jax.tree.leaves(actor_end)[0]
+    )
+    np.testing.assert_array_equal(
+        jax.tree.leaves(second.h0.critic)[0], jax.tree.leaves(critic_end)[0]
+    )
 
 
-def test_ratio_is_exactly_one_before_the_first_step(sequence_batch):
+@pytest.mark.parametrize("which", ["first", "second"])
+def test_ratio_is_exactly_one_before_the_first_step(sequence_batch, which):
     """A minibatch of whole env sequences (half the envs, shuffled) replayed by the loss
-    gives exactly the log-probabilities the rollout sampled with."""
-    p, state, traj, batch, *_ = sequence_batch
-    pick = jnp.array([3, 0])
+    gives exactly the log-probabilities the rollout sampled with; in the second batch
+    from the non-zero core states the first rollout left."""
+    p, state, _, first, *_, second = sequence_batch
+    batch = first if which == "first" else second
+    if which == "second":
+        assert not batch.reset[:, 0].all()  # episodes continued over the boundary
+        assert np.abs(jax.tree.leaves(batch.h0.actor)[0]).max() > 0.01
+    # two envs, shuffled; in the second batch, continuing ones first
+    pick = jnp.array([3, 0]) if which == "first" else jnp.argsort(batch.reset[:, 0])[:2][::-1]
     mb = jax.tree.map(lambda x: x[pick], batch)
     dist = obj.actor_dist(p.agent, state.params.actor, mb)
     ratio = jnp.exp(obj.log_ratio(p.agent, dist, mb))
     assert ratio.shape == (2, 64)
     np.testing.assert_array_equal(ratio, 1.0)
     np.testing.assert_array_equal(jax.tree.leaves(dist)[0], jax.tree.leaves(mb.old_dist)[0])
+    # with zero start states instead, the sequences that continue differ
+    zero = mb._replace(h0=jax.tree.map(jnp.zeros_like, mb.h0))
+    moved = obj.log_ratio(p.agent, obj.actor_dist(p.agent, state.params.actor, zero), mb)
+    assert (np.abs(moved) > 0).any() == (which == "second")
 
 
 @pytest.mark.parametrize("memory", ["gru", "lstm"])
@@ -108,7 +130,9 @@ def test_recurrent_fvp_equals_the_fisher_definition(discrete):
         params = unravel(flat)
         b, t = 4, 3
         obs = jax.random.normal(jax.random.key(2), (b, t, 2), jnp.float64)
-        reset = jnp.zeros((b, t), bool).at[:, 0].set(True).at[1, 2].set(True)
+        # an episode starts inside every sequence (step 1 or 2), whichever are picked
+        reset = jnp.zeros((b, t), bool).at[:, 0].set(True).at[::2, 1].set(True)
+        reset = reset.at[1::2, 2].set(True)
         h0 = jnp.zeros((b, 3), jnp.float64)
         full = _SeqBatch(obs, reset, h0)
         sub = fvp_subsample(jax.random.key(3), full, 0.5)  # 2 whole sequences
@@ -212,21 +236,40 @@ def test_chunks_carry_the_core_state_bit_for_bit(recurrent_runs):
 
 def test_load_policy_carries_state_and_matches_evaluate(recurrent_runs):
     """A hand-run episode with `load_policy` (raw, unmasked observations in; the policy
-    applies the run's mask and carries its core's state) scores what `evaluate` does."""
+    applies the run's mask and carries its core's state) scores what `evaluate` does, and
+    its core ends in the state a replay of the masked episode gives (not the state of
+    the unmasked episode, nor of a policy that forgets at every step)."""
     import vecpg
+    from vecpg.models.obs_norm import normalize_obs
+    from vecpg.run.rundir import load_policies
 
     run_dir = recurrent_runs[0]
     ev = evaluate(run_dir, episodes=1, seed=5)
     env = make_env("gymnax/CartPole-v1")  # unmasked: the policy masks
+    saved = load_policies(run_dir)
     for i, seed in enumerate(ev.seeds):
         policy = vecpg.load_policy(run_dir, seed)
-        ts, total = env.reset(jax.random.split(jax.random.key(5), 1)[0]), 0.0
+        ts, total, seen = env.reset(jax.random.split(jax.random.key(5), 1)[0]), 0.0, []
         for _ in range(env.spec.max_episode_steps):
+            seen.append(np.asarray(ts.obs))
             ts = env.step(ts.state, policy(np.asarray(ts.obs)))
             total += float(ts.reward)
             if bool(ts.terminated):
                 break
         assert total == pytest.approx(float(ev.deterministic[i, 0])), seed
+        params = saved.of_seed(seed)
+        obs = jnp.asarray(np.stack(seen))[None]  # [1, T, 4]
+
+        def end_state(o, reset, params=params):
+            x = normalize_obs(params.obs_stats, o)
+            return replay(saved.agent.actor, params.actor, jnp.zeros((1, 8)), x, reset)[0][0]
+
+        first = jnp.zeros(obs.shape[:2], bool).at[:, 0].set(True)
+        masked = obs * jnp.array([1.0, 0.0, 1.0, 0.0])
+        np.testing.assert_allclose(policy._carry, end_state(masked, first), rtol=1e-5, atol=1e-6)
+        assert not np.allclose(policy._carry, end_state(obs, first), atol=1e-4)
+        forgetful = jnp.ones(obs.shape[:2], bool)
+        assert not np.allclose(policy._carry, end_state(masked, forgetful), atol=1e-4)
     obs = np.zeros((3, 4), np.float32)
     policy.reset()
     first = policy._carry, policy(obs), policy._carry

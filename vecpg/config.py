@@ -359,7 +359,9 @@ def validate(c: TrainConfig) -> None:
         )
     if c.total_steps < c.batch_size:
         fail("total_steps", c.total_steps, f"must be >= num_envs*num_steps={c.batch_size}")
-    if c.memory != "none" and c.num_envs % c.num_minibatches:
+    from vecpg.algos import FULL_BATCH_STEP  # a2c: one step on the whole batch
+
+    if c.memory != "none" and c.algo not in FULL_BATCH_STEP and c.num_envs % c.num_minibatches:
         fail(
             "num_minibatches",
             c.num_minibatches,

@@ -273,9 +273,10 @@ def _check_unedited(run_dir: Path, raw: dict, config: TrainConfig) -> None:
     """Refuse to resume when config.json changed since the run began (runs made before
     run.json held the fingerprint resume as before)."""
     want = raw.get(orchestrate.CONFIG_SHA)
-    if want is None or orchestrate.config_fingerprint(config) == want:
-        return
     before = raw.get(orchestrate.CONFIG_COPY)
+    like = before if isinstance(before, dict) else None
+    if want is None or orchestrate.config_fingerprint(config, like) == want:
+        return
     edits = orchestrate.config_edits(before, config.to_dict()) if isinstance(before, dict) else ""
     raise ConfigError(
         f"invalid resume={str(run_dir)!r}: config.json was edited after the run started"

@@ -26,6 +26,7 @@ from vecpg.errors import ConfigError
 
 WORKING_SET_COPIES = 8  # trajectory, batch, shuffled minibatches, gradients, temporaries
 USABLE_FRACTION = 0.7  # of the available memory; XLA and Python need the rest
+RECURRENT_STATES = {"gru": 6, "lstm": 10}  # [H] vectors per step a core keeps, at most
 NUM_METRICS_BOUND = 40  # metrics per iteration (at most; ppo logs ~20, trpo ~25)
 
 
@@ -44,6 +45,9 @@ def lane_bytes(static: StaticConfig, hp: HParams) -> LaneBytes:
     env_state = state.env_state
     obs_size = int(np.prod(env_state.obs.shape[1:]))
     per_step = (2 * obs_size + 16) * 4  # obs, next obs, action, reward, flags, log-probs
+    if static.memory != "none":  # each core's states at every step, kept for the
+        # backward pass through time (an LSTM's gates and cell state: more of them)
+        per_step += 2 * RECURRENT_STATES[static.memory] * static.memory_size * 4
     working = WORKING_SET_COPIES * static.num_steps * static.num_envs * per_step
     metrics = static.num_iterations * NUM_METRICS_BOUND * 4
     return LaneBytes(state_bytes + working + metrics, metrics)

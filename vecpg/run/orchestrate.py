@@ -25,6 +25,7 @@ import numpy as np
 from vecpg.config import TrainConfig
 from vecpg.errors import ConfigError, RunFailed
 from vecpg.run import distributed, interrupt
+from vecpg.run.rundir import LEGACY_FIELDS
 from vecpg.run.files import CONFIG_FILE, LAUNCH_FILE, make_run_dir, write_json
 from vecpg.run.interrupt import ctrl_c_stops, iterations, stop_requested, stop_within
 from vecpg.run.launch import Launch
@@ -55,9 +56,15 @@ def interrupt_message(config: TrainConfig, checkpoint_every: int, name: str = "C
     )
 
 
-def config_fingerprint(config: TrainConfig) -> str:
-    """sha256 of the config's canonical JSON (what config.json holds)."""
-    return hashlib.sha256(canonical(config.to_dict()).encode()).hexdigest()
+def config_fingerprint(config: TrainConfig, like: dict[str, Any] | None = None) -> str:
+    """sha256 of the config's canonical JSON (what config.json holds). With `like`, the
+    copy of a config saved when a run began: fields added to vecpg since (absent from
+    it) are left out when they hold the value such a run was made with
+    (`rundir.LEGACY_FIELDS`), so an old run's fingerprint still matches."""
+    d = config.to_dict()
+    if like is not None:
+        d = {k: v for k, v in d.items() if k in like or LEGACY_FIELDS.get(k, object()) != v}
+    return hashlib.sha256(canonical(d).encode()).hexdigest()
 
 
 def canonical(d: Any) -> str:

@@ -103,7 +103,14 @@ def scored_final_returns(metrics: dict[str, np.ndarray]) -> np.ndarray:
 
 # Fields added after runs were first saved, with the value those runs' programs were
 # compiled with: a resumed or evaluated old run keeps its numerics.
-LEGACY_FIELDS = {"cpu_fast_math": False, "gpu_autotune": True, "cpu_opt_level": 2}
+LEGACY_FIELDS = {
+    "cpu_fast_math": False,
+    "gpu_autotune": True,
+    "cpu_opt_level": 2,
+    "memory": "none",
+    "memory_size": 128,
+    "mask_obs": "",
+}
 
 
 def read_config(run_dir: Path) -> TrainConfig:
