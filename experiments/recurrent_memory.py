@@ -1,8 +1,9 @@
 """Experiment: MLP vs GRU vs LSTM policies for ppo and trpo on partially observed tasks.
 
 Tasks: CartPole with its velocities masked (`--mask-obs 1,3`), and bsuite's MemoryChain
-(the context is shown only at the first step; a policy must recall it at the last). One compiled call per (task, algo, memory) with SEEDS seeds.
-Writes experiments/results/recurrent_memory.md, .json and one curves PNG per task.
+(the context is shown only at the first step; a policy must recall it at the last).
+One compiled call per (task, algo, memory) with SEEDS seeds. Writes
+experiments/results/recurrent_memory.md, .json and one curves PNG per task.
 
 Command (each CPU core its own XLA device, vecpg's default):
     python experiments/recurrent_memory.py            # the full experiment

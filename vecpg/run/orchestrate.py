@@ -25,11 +25,11 @@ import numpy as np
 from vecpg.config import TrainConfig
 from vecpg.errors import ConfigError, RunFailed
 from vecpg.run import distributed, interrupt
-from vecpg.run.rundir import LEGACY_FIELDS
 from vecpg.run.files import CONFIG_FILE, LAUNCH_FILE, make_run_dir, write_json
 from vecpg.run.interrupt import ctrl_c_stops, iterations, stop_requested, stop_within
 from vecpg.run.launch import Launch
 from vecpg.run.progress import ProgressReporter, sinks_active
+from vecpg.run.rundir import LEGACY_FIELDS
 from vecpg.run.tracking import WandbLogger, WandbOptions, WandbRunSpec
 from vecpg.training.checkpoint import CHECKPOINT_DIR, CheckpointStore
 from vecpg.training.execute import (
