@@ -18,6 +18,7 @@ from vecpg.studies.runner import run_study as study
 from vecpg.training.execute import TrainingInterrupted
 from vecpg.training.trainer import make_train
 from vecpg.training.xla_options import program_options
+from vecpg.tuning.run import SearchResults, search
 
 __all__ = [
     "Cluster",
@@ -38,6 +39,8 @@ __all__ = [
     "stats",
     "study",
     "StudySpec",
+    "SearchResults",
+    "search",
     "sweep",
     "train",
 ]

@@ -32,6 +32,7 @@ from vecpg.config import HPARAM_FIELDS, STATIC_FIELDS, StaticFields, TracedField
 from vecpg.errors import ConfigError, RunFailed, quoted
 from vecpg.run.distributed import Cluster
 from vecpg.studies.command import StudyCommand, run_study_cmd
+from vecpg.tuning.command import SearchCommand, run_search
 
 if TYPE_CHECKING:
     from vecpg.run.rundir import Results, SweepResults
@@ -341,7 +342,7 @@ def algo_defaults(flags: type, args: list[str]) -> Any:
     in place of the shared ones, so that flags given still win; None otherwise."""
     from vecpg.algos import DEFAULTS
 
-    if flags not in (TrainCommand, SweepCommand):
+    if flags not in (TrainCommand, SweepCommand, SearchCommand):
         return None
     algo = None
     for i, arg in enumerate(args):
@@ -364,6 +365,7 @@ COMMANDS: dict[str, tuple[type, Callable[[Any], int]]] = {
     "eval": (EvalCommand, run_eval),
     "render": (RenderCommand, run_render),
     "study": (StudyCommand, run_study_cmd),
+    "search": (SearchCommand, run_search),
 }
 
 

@@ -117,7 +117,27 @@ def sweep(
             "(e.g. {'learning_rate': [3e-4, 1e-3]})"
         )
     distributed.join(cluster)
-    points = expand_grid(grid)
+    return sweep_points(
+        config, expand_grid(grid), seeds, max_runs_per_call, progress,
+        out=out, overwrite=overwrite, checkpoint_every=checkpoint_every, wandb=wandb,
+    )  # fmt: skip
+
+
+def sweep_points(
+    config: TrainConfig,
+    points: list[dict[str, float]],
+    seeds: int | Sequence[int],
+    max_runs_per_call: int | None = None,
+    progress: bool = False,
+    *,
+    out: str | os.PathLike | None = None,
+    overwrite: bool = False,
+    checkpoint_every: int = 0,
+    wandb: WandbOptions | None = None,
+) -> SweepResults:
+    """`sweep` over given points (traced field -> value each) instead of a grid's product:
+    every point x every seed in one compiled program (`vecpg.search` runs its trials so).
+    Arguments are checked by the caller, as `sweep` does."""
     launch = Launch("sweep", seed_list(seeds), points, max_runs_per_call, checkpoint_every)
     launch, path = _prepare(config, launch, out, overwrite)
     return orchestrate.run_job(

@@ -1,0 +1,80 @@
+"""`vecpg search`: trials selected on their seeds, the top ones confirmed on fresh,
+disjoint seeds, both scores reported; bad input in one line before compiling."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import vecpg
+from vecpg.analysis.stats import iqm
+from vecpg.cli import main
+from vecpg.errors import ConfigError
+
+TINY = vecpg.TrainConfig(num_envs=4, num_steps=16, total_steps=640, hidden=(16,))
+
+
+@pytest.fixture(scope="module")
+def searched(tmp_path_factory):
+    out = tmp_path_factory.mktemp("search") / "s"
+    res = vecpg.search(TINY, ["lr=log:1e-4:1e-1", "clip_eps=uniform:0.1:0.3"], trials=4,
+                       seeds=2, top=2, confirm_seeds=3, sampler="sobol", out=out)  # fmt: skip
+    return res, out
+
+
+def test_top_configs_are_confirmed_on_fresh_seeds(searched):
+    res, out = searched
+    s = json.loads((out / "summary.json").read_text())
+    assert s["selection_seeds"] == [0, 1] and s["confirmation_seeds"] == [2, 3, 4]
+    assert not set(s["selection_seeds"]) & set(s["confirmation_seeds"])
+    assert res.confirmation.seeds == [2, 3, 4] and res.selection.seeds == [0, 1]
+    # every trial's config and score; the top 2 are the 2 best selection scores
+    scores = [t["selection_iqm"] for t in s["trials"]]
+    assert len(scores) == 4 and all(np.isfinite(scores))
+    assert [r["trial"] for r in s["top"]] == list(np.argsort(scores)[::-1][:2])
+    finals = res.selection.final_returns()
+    for t in s["trials"]:
+        assert t["selection_iqm"] == pytest.approx(iqm(finals[t["trial"]][:, None]))
+        assert 1e-4 <= t["config"]["learning_rate"] <= 1e-1
+    # the confirmation sweep ran exactly the top configs, scored on its own seeds
+    assert res.confirmation.points == [s["trials"][r["trial"]]["config"] for r in s["top"]]
+    for r, final in zip(s["top"], res.confirmation.final_returns(), strict=True):
+        assert r["confirmed_iqm"] == pytest.approx(iqm(final[:, None]))
+        lo, hi = r["confirmed_ci95"]
+        assert lo <= r["confirmed_iqm"] <= hi
+    best = s["top"][0]["config"]
+    assert s["best"]["config"] == best
+    assert s["best"]["flags"] == (
+        f"--learning-rate {best['learning_rate']:.6g} --clip-eps {best['clip_eps']:.6g}"
+    )
+    report = (out / "report.md").read_text()
+    assert "selection IQM" in report and "confirmed IQM" in report
+    assert (out / "select" / "summary.json").exists() and (out / "confirm").is_dir()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"trials": 0}, "invalid trials=0: must be an integer >= 1"),
+        ({"top": 5}, "invalid top=5: must be at most trials=4"),
+        ({"sampler": "tpe"}, "invalid sampler='tpe': allowed: random, sobol"),
+        ({"space": ["hidden=choice:8,16"]}, "invalid space 'hidden=choice:8,16': only traced"),
+        ({"confirm_seeds": -1}, "invalid confirm_seeds=-1: must be an integer >= 1"),
+    ],
+)
+def test_bad_search_arguments_are_one_line_and_write_nothing(tmp_path, kwargs, message):
+    args = {"space": ["lr=log:1e-4:1e-1"], "trials": 4, "out": tmp_path / "s", **kwargs}
+    with pytest.raises(ConfigError) as e:
+        vecpg.search(TINY, **args)
+    assert str(e.value).startswith(message) and "\n" not in str(e.value)
+    assert not (tmp_path / "s").exists()
+
+
+def test_search_cli_refuses_a_static_field_in_one_line(tmp_path, capsys):
+    out = tmp_path / "s"
+    code = main(["search", "--space", "num_envs=choice:4,8", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("vecpg: error: invalid space 'num_envs=choice:4,8'")
+    assert err.count("\n") == 1 and not out.exists()
