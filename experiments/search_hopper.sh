@@ -9,5 +9,7 @@ vecpg search --algo ppo --env brax/hopper --backend positional --num-envs 32 \
   --space learning_rate=log:1e-5:1e-2 --space clip_eps=uniform:0.1:0.3 \
   --space gae_lambda=uniform:0.8:0.99 --trials 32 --seeds 2 --top 3 --confirm-seeds 8 \
   --sampler random --sample-seed 0 --no-progress --out "$out"
+# the report written again by the current code (exact best-config lines)
+python -c "import sys; from pathlib import Path; from vecpg.tuning.run import load_search; load_search(sys.argv[1]).save(Path(sys.argv[1]))" "$out"
 mkdir -p experiments/results/search_hopper
 cp "$out/report.md" "$out/summary.json" experiments/results/search_hopper/

@@ -3,15 +3,20 @@ disjoint seeds, both scores reported; bad input in one line before compiling."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import tomllib
 
 import numpy as np
 import pytest
 
 import vecpg
 from vecpg.analysis.stats import iqm
-from vecpg.cli import main
+from vecpg.cli import TrainCommand, config_from, main
+from vecpg.cli_args import parse
 from vecpg.errors import ConfigError
+from vecpg.run import files
+from vecpg.tuning.run import load_search
 
 TINY = vecpg.TrainConfig(num_envs=4, num_steps=16, total_steps=640, hidden=(16,))
 
@@ -33,7 +38,7 @@ def test_top_configs_are_confirmed_on_fresh_seeds(searched):
     # every trial's config and score; the top 2 are the 2 best selection scores
     scores = [t["selection_iqm"] for t in s["trials"]]
     assert len(scores) == 4 and all(np.isfinite(scores))
-    assert [r["trial"] for r in s["top"]] == list(np.argsort(scores)[::-1][:2])
+    assert [r["trial"] for r in s["top"]] == list(np.argsort(-np.array(scores), kind="stable")[:2])
     finals = res.selection.final_returns()
     for t in s["trials"]:
         assert t["selection_iqm"] == pytest.approx(iqm(finals[t["trial"]][:, None]))
@@ -44,11 +49,19 @@ def test_top_configs_are_confirmed_on_fresh_seeds(searched):
         assert r["confirmed_iqm"] == pytest.approx(iqm(final[:, None]))
         lo, hi = r["confirmed_ci95"]
         assert lo <= r["confirmed_iqm"] <= hi
-    best = s["top"][0]["config"]
+    # the best: the top config with the best confirmed IQM; its flags line is the whole
+    # config for `vecpg train`, values exact
+    confirmed = [r["confirmed_iqm"] for r in s["top"]]
+    assert s["best"]["trial"] == s["top"][int(np.argmax(confirmed))]["trial"]
+    best = s["trials"][s["best"]["trial"]]["config"]
     assert s["best"]["config"] == best
-    assert s["best"]["flags"] == (
-        f"--learning-rate {best['learning_rate']:.6g} --clip-eps {best['clip_eps']:.6g}"
-    )
+    cmd = parse(TrainCommand, s["best"]["flags"].split(), "vecpg train", None)
+    assert config_from(cmd) == dataclasses.replace(TINY, **best)
+    toml = tomllib.loads("\n".join(s["best"]["toml"]))
+    assert vecpg.TrainConfig.from_dict(toml) == dataclasses.replace(TINY, **best)
+    assert (out / ".vecpg-run").exists()  # a later --overwrite may replace it
+    # rebuilt from its directory, the search reports the same
+    assert json.loads(files.dumps(load_search(out).summary())) == s
     report = (out / "report.md").read_text()
     assert "selection IQM" in report and "confirmed IQM" in report
     assert (out / "select" / "summary.json").exists() and (out / "confirm").is_dir()
@@ -62,6 +75,11 @@ def test_top_configs_are_confirmed_on_fresh_seeds(searched):
         ({"sampler": "tpe"}, "invalid sampler='tpe': allowed: random, sobol"),
         ({"space": ["hidden=choice:8,16"]}, "invalid space 'hidden=choice:8,16': only traced"),
         ({"confirm_seeds": -1}, "invalid confirm_seeds=-1: must be an integer >= 1"),
+        (
+            {"space": ["max_kl=choice:0.01,0.02"], "top": 3},
+            "invalid top=3: the space holds only 2 distinct configs",
+        ),
+        ({"space": "lr=log:1e-4:1e-1"}, "invalid space='lr=log:1e-4:1e-1': must be a list"),
     ],
 )
 def test_bad_search_arguments_are_one_line_and_write_nothing(tmp_path, kwargs, message):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import signal
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -30,8 +31,11 @@ class SearchFlags:
     """Configs re-run on fresh seeds after selection."""
     confirm_seeds: int = 8
     """Fresh seeds per top config (seeds .. seeds+confirm_seeds-1, none used to select)."""
-    out: str | None = None
-    """Search directory (default: runs/search-<algo>-<env>-<time>)."""
+    out: Annotated[
+        str | None,
+        tyro.conf.arg(help_behavior_hint="(default: runs/search-<algo>-<env>-<time>)"),
+    ] = None
+    """Search directory."""
     overwrite: bool = False
     """Replace a non-empty --out."""
     max_runs_per_call: int | None = None
@@ -47,21 +51,30 @@ class SearchCommand(SearchFlags, TracedFields, StaticFields):
 
 
 def run_search(cmd: SearchCommand) -> int:
-    from vecpg.cli import default_out
+    from vecpg.cli import cli_seeds, default_out
+    from vecpg.run import interrupt
+    from vecpg.training.execute import TrainingInterrupted
     from vecpg.tuning.run import search
 
     cfg = TrainConfig(**{n: getattr(cmd, n) for n in (*STATIC_FIELDS, *HPARAM_FIELDS)})
+    # the seeds as keys, and the results in host memory, checked in one line each
+    cli_seeds(cmd.seeds + max(cmd.confirm_seeds, 0), cfg.num_iterations, max(cmd.trials, 1))
     if cmd.out:
         out = Path(cmd.out)
     else:
         out = default_out(cfg)
         out = out.with_name("search-" + out.name)
-    res = search(
-        cfg, cmd.space, cmd.trials, cmd.seeds, sampler=cmd.sampler,
-        sample_seed=cmd.sample_seed, top=cmd.top, confirm_seeds=cmd.confirm_seeds, out=out,
-        overwrite=cmd.overwrite, max_runs_per_call=cmd.max_runs_per_call,
-        progress=cmd.progress,
-    )  # fmt: skip
+    try:
+        res = search(
+            cfg, cmd.space, cmd.trials, cmd.seeds, sampler=cmd.sampler,
+            sample_seed=cmd.sample_seed, top=cmd.top, confirm_seeds=cmd.confirm_seeds,
+            out=out, overwrite=cmd.overwrite, max_runs_per_call=cmd.max_runs_per_call,
+            progress=cmd.progress,
+        )  # fmt: skip
+    except TrainingInterrupted:
+        print(f"vecpg: search stopped; searches keep no checkpoints, so {out}/ holds only "
+              "what finished. Start it again with --overwrite", flush=True)  # fmt: skip
+        return interrupt.exit_code(interrupt.stopped_by() or signal.SIGINT)
     print(res.report_markdown().split("\nEvery trial")[0].rstrip())
     print(f"wrote {out}/ ({len(res.trials)} trials, {len(res.top)} confirmed)")
     return 0

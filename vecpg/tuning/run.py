@@ -25,11 +25,12 @@ import numpy as np
 from vecpg.analysis.stats import iqm, stratified_bootstrap_ci
 from vecpg.config import TrainConfig
 from vecpg.errors import ConfigError
-from vecpg.run.files import check_out_dir
+from vecpg.run.files import check_out_dir, make_run_dir, write_json
 from vecpg.run.rundir import SweepResults
 from vecpg.tuning.space import SAMPLERS, Dimension, parse_space, sample
 
 SUMMARY = "summary.json"
+MAX_TRIALS = 100_000
 REPORT = "report.md"
 
 
@@ -51,6 +52,12 @@ class SearchResults:
         """[trials] IQM of final return over the selection seeds (NaN: no score)."""
         return np.array([score(f) for f in self.selection.final_returns()])
 
+    def best(self) -> int:
+        """The trial with the best confirmed IQM among the top configs (the selection score
+        picked the top; the fresh seeds pick among them)."""
+        confirmed = [_finite(score(f)) for f in self.confirmation.final_returns()]
+        return self.top[int(np.argmax(confirmed))]
+
     def summary(self) -> dict[str, Any]:
         sel = self.selection_scores()
         rows = []
@@ -65,7 +72,7 @@ class SearchResults:
                 "confirmed_iqm": score(final), "confirmed_ci95": [lo, hi],
                 "confirmed_mean": float(np.nanmean(final)),
             })  # fmt: skip
-        best = self.trials[self.top[0]]
+        best = self.trials[self.best()]
         return {
             "space": [d.describe() for d in self.space],
             "sampler": self.sampler,
@@ -77,7 +84,13 @@ class SearchResults:
                 for i, t in enumerate(self.trials)
             ],  # fmt: skip
             "top": rows,
-            "best": {"config": best, "flags": flags_line(best), "toml": toml_lines(best)},
+            "best": {
+                "trial": self.best(),
+                "chosen_by": "confirmed IQM among the top configs",
+                "config": best,
+                "flags": flags_line(self.base, best),
+                "toml": toml_lines(self.base, best),
+            },
             "base_config": self.base.to_dict(),
         }
 
@@ -105,7 +118,8 @@ class SearchResults:
                 f"{_ci(r['selection_ci95'])} | {r['confirmed_iqm']:.2f} | "
                 f"{_ci(r['confirmed_ci95'])} |"
             )
-        lines += ["", f"Best config as flags: `{s['best']['flags']}`", "",
+        lines += ["", f"Best config (trial {s['best']['trial']}, the best confirmed IQM of "
+                  f"the top {len(self.top)}) as flags: `{s['best']['flags']}`", "",
                   "As TOML:", "", "```toml", *s["best"]["toml"], "```", "",
                   "Every trial, by selection score:", "", "| trial | config | selection IQM |",
                   "|---|---|---|"]  # fmt: skip
@@ -115,7 +129,7 @@ class SearchResults:
         return "\n".join(lines) + "\n"
 
     def save(self, out: Path) -> None:
-        (out / SUMMARY).write_text(json.dumps(self.summary(), indent=1, allow_nan=True))
+        write_json(out / SUMMARY, self.summary())  # NaN (no score) as null
         (out / REPORT).write_text(self.report_markdown())
 
 
@@ -134,12 +148,33 @@ def _ci(ci: Sequence[float]) -> str:
     return f"{ci[0]:.2f} .. {ci[1]:.2f}"
 
 
-def flags_line(config: dict[str, float]) -> str:
-    return " ".join(f"--{k.replace('_', '-')} {v:.6g}" for k, v in config.items())
+def best_fields(base: TrainConfig, point: dict[str, float]) -> dict[str, Any]:
+    """The whole config to train: algo and env, every base field that differs from
+    the algorithm's defaults, then the found values (exact: repr round-trips a float)."""
+    defaults = TrainConfig.for_algo(base.algo).to_dict()
+    ours = {**base.to_dict(), **point}
+    fields = {"algo": base.algo, "env": base.env}
+    fields |= {k: v for k, v in ours.items() if k not in fields and v != defaults.get(k)}
+    return fields
 
 
-def toml_lines(config: dict[str, float]) -> list[str]:
-    return [f"{k} = {v:.6g}" for k, v in config.items()]
+def flags_line(base: TrainConfig, point: dict[str, float]) -> str:
+    """`vecpg train` flags for the base config with `point`'s values."""
+    out = []
+    for k, v in best_fields(base, point).items():
+        flag = "--" + k.replace("_", "-")
+        if isinstance(v, bool):
+            out.append(flag if v else "--no-" + k.replace("_", "-"))
+        elif isinstance(v, (list, tuple)):
+            out.append(f"{flag} {' '.join(str(x) for x in v)}")
+        else:
+            out.append(f"{flag} {v!r}" if isinstance(v, float) else f"{flag} {v}")
+    return " ".join(out)
+
+
+def toml_lines(base: TrainConfig, point: dict[str, float]) -> list[str]:
+    """The same as TOML (`vecpg study --config` and `TrainConfig.from_dict` read it)."""
+    return [f"{k} = {json.dumps(v)}" for k, v in best_fields(base, point).items()]
 
 
 def search(
@@ -166,9 +201,12 @@ def search(
     dims = _check(config, space, trials, seeds, sampler, sample_seed, top, confirm_seeds)
     out = Path(out)
     check_out_dir(out, overwrite)
-    points = sample(dims, trials, sampler, sample_seed)
+    points = distinct(sample(dims, trials, sampler, sample_seed))
+    if len(points) < top:
+        raise ConfigError(f"invalid top={top}: the space holds only {len(points)} distinct configs")
     for p in points:  # a value the base config refuses (one line), before compiling
         dataclasses.replace(config, **p)  # type: ignore[arg-type]
+    make_run_dir(out, overwrite)  # marked: a later --overwrite may replace it whole
     selection = sweep_points(config, points, list(range(seeds)), max_runs_per_call, progress,
                              out=out / "select", overwrite=overwrite)  # fmt: skip
     scores = np.array([_finite(score(f)) for f in selection.final_returns()])
@@ -193,6 +231,39 @@ def _check(config, space, trials, seeds, sampler, sample_seed, top, confirm_seed
         raise ConfigError(f"invalid top={top}: must be at most trials={trials}")
     if sampler not in SAMPLERS:
         raise ConfigError(f"invalid sampler={sampler!r}: allowed: {', '.join(SAMPLERS)}")
-    if all(isinstance(d, Dimension) for d in space) and space:
-        return tuple(space)
-    return parse_space([str(d) for d in space])
+    if trials > MAX_TRIALS:
+        raise ConfigError(f"invalid trials={trials}: must be at most {MAX_TRIALS}")
+    if isinstance(space, (str, bytes)) or not isinstance(space, Sequence):
+        raise ConfigError(
+            f"invalid space={space!r}: must be a list of specs such as ['lr=log:1e-5:1e-2']"
+        )
+    # Dimensions are read back from their exact spec, so they are checked as strings are
+    return parse_space([d.describe() if isinstance(d, Dimension) else str(d) for d in space])
+
+
+def distinct(points: list[dict[str, float]]) -> list[dict[str, float]]:
+    """`points` without repeats (a space of choices holds few configs), in order."""
+    seen: set[tuple] = set()
+    out = []
+    for p in points:
+        key = tuple(sorted(p.items()))
+        if key not in seen:
+            seen.add(key)
+            out.append(p)
+    return out
+
+
+def load_search(out: str | os.PathLike) -> SearchResults:
+    """A finished search rebuilt from its directory (summary.json and the two sweeps),
+    e.g. to write its report again with `SearchResults.save`."""
+    from vecpg.run.files import read_json
+    from vecpg.run.rundir import load_sweep
+
+    out = Path(out)
+    s = read_json(out, SUMMARY)
+    selection, confirmation = load_sweep(out / "select"), load_sweep(out / "confirm")
+    trials = selection.points
+    top = [trials.index(p) for p in confirmation.points]
+    space = parse_space(s["space"])
+    return SearchResults(selection.base, space, s["sampler"], s["sample_seed"], trials,
+                         selection, confirmation, top)  # fmt: skip

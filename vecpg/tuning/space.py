@@ -48,9 +48,10 @@ class Dimension:
         return np.asarray(self.values)[np.minimum((u * k).astype(int), k - 1)]
 
     def describe(self) -> str:
+        """The `--space` spec, exact (`parse_dimension` reads it back)."""
         if self.kind == "choice":
-            return f"{self.name}=choice:{','.join(f'{v:g}' for v in self.values)}"
-        return f"{self.name}={self.kind}:{self.low:g}:{self.high:g}"
+            return f"{self.name}=choice:{','.join(repr(v) for v in self.values)}"
+        return f"{self.name}={self.kind}:{self.low!r}:{self.high!r}"
 
 
 def parse_space(items: Sequence[str]) -> tuple[Dimension, ...]:
@@ -80,9 +81,17 @@ def parse_dimension(item: str) -> Dimension:
             f"{where}: expected name=log:LOW:HIGH, name=uniform:LOW:HIGH or name=choice:A,B,..."
         )
     if name not in HPARAM_FIELDS:
+        from vecpg.config import STATIC_FIELDS
+        from vecpg.envs.registry import closest
+
+        if name in STATIC_FIELDS:
+            why = f"{name} shapes the compiled program; search it with one search per value"
+        else:
+            close = closest(name, HPARAM_FIELDS)
+            why = f"no field {name}" + (f" (did you mean {' or '.join(close)}?)" if close else "")
         raise ConfigError(
             f"{where}: only traced hyperparameters can be searched in one program "
-            f"({', '.join(HPARAM_FIELDS)}); {name} is not one"
+            f"({', '.join(HPARAM_FIELDS)}); {why}"
         )
     parts = spec.split(",") if kind == "choice" else spec.split(":")
     try:
