@@ -72,7 +72,7 @@ def test_top_configs_are_confirmed_on_fresh_seeds(searched):
     [
         ({"trials": 0}, "invalid trials=0: must be an integer >= 1"),
         ({"top": 5}, "invalid top=5: must be at most trials=4"),
-        ({"sampler": "tpe"}, "invalid sampler='tpe': allowed: random, sobol"),
+        ({"sampler": "grid"}, "invalid sampler='grid': allowed: random, sobol, tpe, cmaes"),
         ({"space": ["hidden=choice:8,16"]}, "invalid space 'hidden=choice:8,16': only traced"),
         ({"confirm_seeds": -1}, "invalid confirm_seeds=-1: must be an integer >= 1"),
         (
@@ -96,3 +96,46 @@ def test_search_cli_refuses_a_static_field_in_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("vecpg: error: invalid space 'num_envs=choice:4,8'")
     assert err.count("\n") == 1 and not out.exists()
+
+
+def test_optuna_rounds_ask_a_batch_tell_the_scores_and_follow_them():
+    """TPE asked 6 batches of 8, each scored by a stand-in for a compiled call (a peak in
+    the learning rate), the scores told back: the last two batches gather at the peak,
+    wherever it is (a sampler not told would stay spread over the 4 decades, median
+    1e-3); a config with no score (NaN) is told as failed."""
+    from vecpg.tuning.optuna_rounds import ask_tell_rounds
+    from vecpg.tuning.space import parse_space
+
+    space = parse_space(["lr=log:1e-5:1e-1", "clip_eps=uniform:0.1:0.3"])
+    for peak in (-4.0, -2.0):
+        seen = []
+
+        def evaluate(r, batch, peak=peak, seen=seen):
+            seen.append((r, len(batch)))
+            lr = np.log10([p["learning_rate"] for p in batch])
+            return [float("nan") if i == 0 else float(-((x - peak) ** 2))
+                    for i, x in enumerate(lr)]  # fmt: skip
+
+        batches = ask_tell_rounds(space, 48, 6, "tpe", 0, evaluate)
+        assert seen == [(r, 8) for r in range(6)]
+        late = np.log10([p["learning_rate"] for b in batches[-2:] for p in b])
+        assert abs(np.median(late) - peak) < 0.5 and np.mean(np.abs(late - peak)) < 0.8, late
+        for b in batches:
+            assert all(1e-5 <= p["learning_rate"] <= 1e-1 and 0.1 <= p["clip_eps"] <= 0.3
+                       for p in b)  # fmt: skip
+        assert ask_tell_rounds(space, 48, 6, "tpe", 0, evaluate) == batches  # seeded
+    cma = ask_tell_rounds(space, 12, 3, "cmaes", 0, lambda r, b: [0.0] * len(b))
+    assert [len(b) for b in cma] == [4, 4, 4]
+
+
+def test_tpe_search_runs_its_rounds_end_to_end(tmp_path):
+    out = tmp_path / "t"
+    res = vecpg.search(TINY, ["lr=log:1e-4:1e-1"], trials=4, seeds=2, top=2, confirm_seeds=3,
+                       sampler="tpe", rounds=2, out=out)  # fmt: skip
+    assert (out / "select-1").is_dir() and (out / "select-2").is_dir()
+    s = json.loads((out / "summary.json").read_text())
+    assert s["rounds"] == 2 and s["sampler"] == "tpe" and len(s["trials"]) == 4
+    assert res.selection.final_returns().shape == (4, 2)
+    assert json.loads(files.dumps(load_search(out).summary())) == s
+    with pytest.raises(ConfigError, match="invalid rounds=2: random samples every trial"):
+        vecpg.search(TINY, ["lr=log:1e-4:1e-1"], trials=4, rounds=2, out=tmp_path / "r")

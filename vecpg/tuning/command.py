@@ -23,8 +23,13 @@ class SearchFlags:
     """Configs sampled from the space, each run on --seeds seeds (one compiled program)."""
     seeds: int = 2
     """Selection seeds per trial: 0 .. seeds-1."""
-    sampler: Literal["random", "sobol"] = "random"
-    """random: i.i.d. uniform draws (numpy); sobol: a scrambled Sobol sequence (scipy)."""
+    sampler: Literal["random", "sobol", "tpe", "cmaes"] = "random"
+    """random: i.i.d. uniform draws (numpy); sobol: a scrambled Sobol sequence (scipy);
+    tpe, cmaes: Optuna's samplers, asked a batch per compiled call over --rounds rounds
+    (pip install 'vecpg[search]')."""
+    rounds: int | None = None
+    """tpe / cmaes: ask-and-tell rounds the trials are split over (default 4); random and
+    sobol sample every trial at once (1)."""
     sample_seed: int = 0
     """Seed of the sampler."""
     top: int = 3
@@ -68,6 +73,7 @@ def run_search(cmd: SearchCommand) -> int:
         res = search(
             cfg, cmd.space, cmd.trials, cmd.seeds, sampler=cmd.sampler,
             sample_seed=cmd.sample_seed, top=cmd.top, confirm_seeds=cmd.confirm_seeds,
+            rounds=cmd.rounds,
             out=out, overwrite=cmd.overwrite, max_runs_per_call=cmd.max_runs_per_call,
             progress=cmd.progress,
         )  # fmt: skip

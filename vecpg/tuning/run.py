@@ -14,6 +14,7 @@ selection 0 .. seeds-1, confirmation seeds .. seeds+confirm_seeds-1.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 from collections.abc import Sequence
@@ -27,10 +28,12 @@ from vecpg.config import TrainConfig
 from vecpg.errors import ConfigError
 from vecpg.run.files import check_out_dir, make_run_dir, write_json
 from vecpg.run.rundir import SweepResults
+from vecpg.tuning.optuna_rounds import OPTUNA_SAMPLERS, ask_tell_rounds, import_optuna
 from vecpg.tuning.space import SAMPLERS, Dimension, parse_space, sample
 
 SUMMARY = "summary.json"
 MAX_TRIALS = 100_000
+DEFAULT_ROUNDS = 4  # tpe / cmaes: the trials over this many ask-and-tell rounds
 REPORT = "report.md"
 
 
@@ -44,9 +47,10 @@ class SearchResults:
     sampler: str
     sample_seed: int
     trials: list[dict[str, float]]
-    selection: SweepResults  # trials x selection seeds
+    selection: SweepResults  # trials x selection seeds (the rounds' sweeps together)
     confirmation: SweepResults  # top configs x fresh seeds
     top: list[int]  # trial indices, best first
+    rounds: int = 1  # tpe / cmaes: ask-and-tell rounds (select-1/, select-2/, ...)
 
     def selection_scores(self) -> np.ndarray:
         """[trials] IQM of final return over the selection seeds (NaN: no score)."""
@@ -77,6 +81,7 @@ class SearchResults:
             "space": [d.describe() for d in self.space],
             "sampler": self.sampler,
             "sample_seed": self.sample_seed,
+            "rounds": self.rounds,
             "selection_seeds": self.selection.seeds,
             "confirmation_seeds": self.confirmation.seeds,
             "trials": [
@@ -187,6 +192,7 @@ def search(
     sample_seed: int = 0,
     top: int = 3,
     confirm_seeds: int = 8,
+    rounds: int | None = None,
     out: str | os.PathLike,
     overwrite: bool = False,
     max_runs_per_call: int | None = None,
@@ -201,20 +207,40 @@ def search(
     dims = _check(config, space, trials, seeds, sampler, sample_seed, top, confirm_seeds)
     out = Path(out)
     check_out_dir(out, overwrite)
-    points = distinct(sample(dims, trials, sampler, sample_seed))
-    if len(points) < top:
-        raise ConfigError(f"invalid top={top}: the space holds only {len(points)} distinct configs")
-    for p in points:  # a value the base config refuses (one line), before compiling
-        dataclasses.replace(config, **p)  # type: ignore[arg-type]
+    rounds = _check_rounds(sampler, rounds)
+    if sampler in OPTUNA_SAMPLERS:
+        import_optuna()  # one line without the extra, before anything is written
+        points: list[dict[str, float]] = []  # asked round by round
+    else:
+        points = distinct(sample(dims, trials, sampler, sample_seed))
+        if len(points) < top:
+            raise ConfigError(
+                f"invalid top={top}: the space holds only {len(points)} distinct configs"
+            )
+        for p in points:  # a value the base config refuses (one line), before compiling
+            dataclasses.replace(config, **p)  # type: ignore[arg-type]
     make_run_dir(out, overwrite)  # marked: a later --overwrite may replace it whole
-    selection = sweep_points(config, points, list(range(seeds)), max_runs_per_call, progress,
-                             out=out / "select", overwrite=overwrite)  # fmt: skip
+    run = functools.partial(sweep_points, config, seeds=list(range(seeds)),
+                            max_runs_per_call=max_runs_per_call, progress=progress)  # fmt: skip
+    if sampler in OPTUNA_SAMPLERS:
+        sweeps: list[SweepResults] = []
+
+        def evaluate(r: int, batch: list[dict[str, float]]) -> list[float]:
+            sweeps.append(run(batch, out=out / f"select-{r + 1}"))
+            return [score(f) for f in sweeps[-1].final_returns()]
+
+        batches = ask_tell_rounds(dims, trials, rounds, sampler, sample_seed, evaluate)
+        points = [p for b in batches for p in b]
+        selection = concat_sweeps(sweeps)
+    else:
+        selection = run(points, out=out / "select")
     scores = np.array([_finite(score(f)) for f in selection.final_returns()])
-    best = [int(i) for i in np.argsort(-scores, kind="stable")[:top]]
+    best = top_distinct(points, scores, top)
     fresh = list(range(seeds, seeds + confirm_seeds))
     confirmation = sweep_points(config, [points[i] for i in best], fresh, max_runs_per_call,
                                 progress, out=out / "confirm", overwrite=overwrite)  # fmt: skip
-    res = SearchResults(config, dims, sampler, sample_seed, points, selection, confirmation, best)
+    res = SearchResults(config, dims, sampler, sample_seed, points, selection, confirmation, best,
+                        rounds)  # fmt: skip
     res.save(out)
     return res
 
@@ -229,8 +255,9 @@ def _check(config, space, trials, seeds, sampler, sample_seed, top, confirm_seed
             raise ConfigError(f"invalid {name}={value!r}: must be an integer >= {low}")
     if top > trials:
         raise ConfigError(f"invalid top={top}: must be at most trials={trials}")
-    if sampler not in SAMPLERS:
-        raise ConfigError(f"invalid sampler={sampler!r}: allowed: {', '.join(SAMPLERS)}")
+    if sampler not in (*SAMPLERS, *OPTUNA_SAMPLERS):
+        allowed = ", ".join((*SAMPLERS, *OPTUNA_SAMPLERS))
+        raise ConfigError(f"invalid sampler={sampler!r}: allowed: {allowed}")
     if trials > MAX_TRIALS:
         raise ConfigError(f"invalid trials={trials}: must be at most {MAX_TRIALS}")
     if isinstance(space, (str, bytes)) or not isinstance(space, Sequence):
@@ -239,6 +266,46 @@ def _check(config, space, trials, seeds, sampler, sample_seed, top, confirm_seed
         )
     # Dimensions are read back from their exact spec, so they are checked as strings are
     return parse_space([d.describe() if isinstance(d, Dimension) else str(d) for d in space])
+
+
+def _check_rounds(sampler: str, rounds: int | None) -> int:
+    if rounds is None:
+        return DEFAULT_ROUNDS if sampler in OPTUNA_SAMPLERS else 1
+    if not isinstance(rounds, int) or isinstance(rounds, bool) or rounds < 1:
+        raise ConfigError(f"invalid rounds={rounds!r}: must be an integer >= 1")
+    if rounds > 1 and sampler not in OPTUNA_SAMPLERS:
+        raise ConfigError(
+            f"invalid rounds={rounds}: {sampler} samples every trial at once; rounds are for "
+            f"{' and '.join(OPTUNA_SAMPLERS)}"
+        )
+    return rounds
+
+
+def top_distinct(points: list[dict[str, float]], scores: np.ndarray, k: int) -> list[int]:
+    """The indices of the k best-scoring points, best first (ties: the earlier), a config
+    asked twice counted once."""
+    chosen: list[int] = []
+    for i in np.argsort(-scores, kind="stable"):
+        if all(points[int(i)] != points[j] for j in chosen):
+            chosen.append(int(i))
+        if len(chosen) == k:
+            break
+    if len(chosen) < k:
+        raise ConfigError(f"invalid top={k}: the search found only {len(chosen)} distinct configs")
+    return chosen
+
+
+def concat_sweeps(sweeps: list[SweepResults]) -> SweepResults:
+    """Sweeps of the same base and seeds as one: their points and metrics in order."""
+    first = sweeps[0]
+    return dataclasses.replace(
+        first,
+        points=[p for s in sweeps for p in s.points],
+        metrics={k: np.concatenate([s.metrics[k] for s in sweeps]) for k in first.metrics},
+        compile_s=sum(s.compile_s for s in sweeps),
+        run_s=sum(s.run_s for s in sweeps),
+        num_calls=sum(s.num_calls for s in sweeps),
+    )
 
 
 def distinct(points: list[dict[str, float]]) -> list[dict[str, float]]:
@@ -261,9 +328,14 @@ def load_search(out: str | os.PathLike) -> SearchResults:
 
     out = Path(out)
     s = read_json(out, SUMMARY)
-    selection, confirmation = load_sweep(out / "select"), load_sweep(out / "confirm")
+    rounds = int(s.get("rounds", 1))
+    if s["sampler"] in OPTUNA_SAMPLERS:
+        selection = concat_sweeps([load_sweep(out / f"select-{r + 1}") for r in range(rounds)])
+    else:
+        selection = load_sweep(out / "select")
+    confirmation = load_sweep(out / "confirm")
     trials = selection.points
     top = [trials.index(p) for p in confirmation.points]
     space = parse_space(s["space"])
     return SearchResults(selection.base, space, s["sampler"], s["sample_seed"], trials,
-                         selection, confirmation, top)  # fmt: skip
+                         selection, confirmation, top, rounds)  # fmt: skip
