@@ -139,15 +139,21 @@ def check_mask_obs(env: str, mask_obs: str) -> None:
     from vecpg.envs.catalog import recorded_specs
 
     spec = recorded_specs().get(env)
+    if spec is not None:
+        check_mask_fits(env, mask_obs, spec.obs_shape)
+
+
+def check_mask_fits(env: str, mask_obs: str, obs_shape: tuple[int, ...]) -> tuple[int, ...]:
+    """`mask_obs`'s indices, or one line unless each is inside an observation of
+    `obs_shape` (flattened)."""
     indices = parse_indices(mask_obs)
-    if spec is None or not indices:
-        return
-    size = math.prod(spec.obs_shape)
-    if max(indices) >= size:
+    size = math.prod(obs_shape)
+    if indices and max(indices) >= size:
         raise ConfigError(
             f"invalid mask_obs={mask_obs!r}: {env}'s observation has {size} entries "
             f"(indices 0-{size - 1})"
         )
+    return indices
 
 
 class EnvSettings(Protocol):
@@ -179,19 +185,11 @@ def make_env(
     from vecpg.envs.quiet import third_party_quiet
     from vecpg.envs.wrappers import MaskedObs
 
-    check_mask_obs(name, mask_obs)
+    check_mask_obs(name, mask_obs)  # before building, from the recorded spec
     with third_party_quiet():
         env = _build_env(name, backend, playground_impl)
-    indices = parse_indices(mask_obs)
-    if indices:
-        size = int(math.prod(env.spec.obs_shape))
-        if max(indices) >= size:
-            raise ConfigError(
-                f"invalid mask_obs={mask_obs!r}: {name}'s observation has {size} entries "
-                f"(indices 0-{size - 1})"
-            )
-        env = MaskedObs(env, indices)
-    return TracedOnce(env)
+    indices = check_mask_fits(name, mask_obs, env.spec.obs_shape)  # an env not recorded
+    return TracedOnce(MaskedObs(env, indices) if indices else env)
 
 
 class TracedOnce:

@@ -171,9 +171,9 @@ def policy_step(
 
 def policy_dist(agent: Agent, params: AgentParams, obs: jax.Array, *, normalize_obs: bool) -> Any:
     """Raw obs [..., *obs_shape] -> distribution parameters (leaves [..., ...]), with the
-    running observation normalisation applied when `normalize_obs` (feed-forward agents)."""
-    x = obs_norm.normalize_obs(params.obs_stats, obs) if normalize_obs else obs
-    return agent.actor.apply(params.actor, x)
+    running observation normalisation applied when `normalize_obs`: `policy_step` of a
+    feed-forward agent, which carries no state."""
+    return policy_step(agent, params, None, obs, jnp.bool_(False), normalize_obs=normalize_obs)[1]
 
 
 def state_value(agent: Agent, critic_params: Any, obs: jax.Array) -> jax.Array:

@@ -36,11 +36,16 @@ def dumps(obj: Any) -> str:
 
 
 def write_json(path: Path, obj: Any) -> None:
+    """Atomic (`write_text`)."""
+    write_text(path, dumps(obj))
+
+
+def write_text(path: Path, text: str) -> None:
     """Atomic: a temporary sibling (named per process, so that processes writing the same
     file, such as a study's shards, never share one), then rename."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        tmp.write_text(dumps(obj))
+        tmp.write_text(text)
         os.replace(tmp, path)
     except OSError as e:
         tmp.unlink(missing_ok=True)

@@ -15,7 +15,7 @@ import os
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import flax.serialization
 import jax
@@ -28,10 +28,11 @@ from vecpg.envs.protocol import EnvSpec
 from vecpg.envs.registry import parse_indices
 from vecpg.envs.wrappers import keep_mask
 from vecpg.errors import ConfigError
-from vecpg.models.distributions import distribution
 from vecpg.models.networks import (
     Agent,
     AgentParams,
+    Memory,
+    env_action,
     init_agent_params,
     init_memory,
     make_agent_for,
@@ -448,7 +449,7 @@ class Policy:
         params = saved.of_seed(seed)
         c = saved.results.config
         mask = keep_mask(self.spec.obs_shape, parse_indices(c.mask_obs))  # as in training
-        dist, spec, agent = distribution(self.spec.discrete), self.spec, self.agent
+        spec, agent = self.spec, self.agent
 
         @jax.jit
         def act(carry: Any, obs: jax.Array) -> tuple[Any, jax.Array]:
@@ -456,8 +457,7 @@ class Policy:
             carry, d = policy_step(
                 agent, params, carry, obs * mask, reset, normalize_obs=c.normalize_obs
             )
-            a = dist.mode(d)
-            return carry, a if spec.discrete else jnp.clip(a, spec.action_low, spec.action_high)
+            return carry, env_action(agent, agent.dist.mode(d))
 
         self._act = act
         self._carry: Any = None  # the core's state, made at the first call after a reset
@@ -478,17 +478,16 @@ class Policy:
                 f"or [N, *{spec.obs_shape}] observations ({spec.name})"
             )
         batch = x.shape[: x.ndim - len(spec.obs_shape)]
-        memory = init_memory(self.agent, batch)
-        if memory is not None:
-            if self._carry is None:
-                self._carry = memory.actor
-            elif jax.tree.leaves(self._carry)[0].shape[:-1] != batch:
-                raise ConfigError(
-                    f"invalid obs of shape {x.shape}: this recurrent policy is carrying the "
-                    "state of another batch of envs; call policy.reset() first"
-                )
+        recurrent = self.agent.recurrent
+        if recurrent and self._carry is None:
+            self._carry = cast(Memory, init_memory(self.agent, batch)).actor
+        elif recurrent and jax.tree.leaves(self._carry)[0].shape[:-1] != batch:
+            raise ConfigError(
+                f"invalid obs of shape {x.shape}: this recurrent policy is carrying the "
+                "state of another batch of envs; call policy.reset() first"
+            )
         carry, action = self._act(self._carry, jnp.asarray(x))
-        if memory is not None:
+        if recurrent:
             self._carry = carry
         return np.asarray(action)
 

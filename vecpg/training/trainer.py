@@ -82,6 +82,20 @@ def init_train_state(p: Pieces, key: jax.Array, hp: HParams) -> TrainState:
     return TrainState(params, algo_state, env_state, key, none_yet, none_yet, no, memory)
 
 
+def advantages(traj: Transition, v_t: jax.Array, v_tp1: jax.Array, hp: HParams) -> jax.Array:
+    """GAE [T, B] of a [T, B] trajectory from V(s_t) and V(s_{t+1}) [T, B] (time-major).
+    Truncation bootstraps from the true next state; termination does not."""
+    not_term = 1.0 - traj.terminated.astype(jnp.float32)
+    not_done = 1.0 - (traj.terminated | traj.truncated).astype(jnp.float32)
+    return batched_gae(
+        traj.reward * hp.reward_scale,
+        v_t,
+        v_tp1,
+        hp.gamma * not_term,
+        hp.gae_lambda * not_done,
+    )
+
+
 def make_batch(
     agent: Agent, params: AgentParams, traj: Transition, hp: HParams, *, normalize: bool
 ) -> Batch:
@@ -91,15 +105,7 @@ def make_batch(
     obs, next_obs = norm(traj.obs), norm(traj.next_obs)
     v_t = state_value(agent, params.critic, obs)
     v_tp1 = state_value(agent, params.critic, next_obs)
-    not_term = 1.0 - traj.terminated.astype(jnp.float32)
-    not_done = 1.0 - (traj.terminated | traj.truncated).astype(jnp.float32)
-    adv = batched_gae(
-        traj.reward * hp.reward_scale,
-        v_t,
-        v_tp1,
-        hp.gamma * not_term,
-        hp.gae_lambda * not_done,
-    )
+    adv = advantages(traj, v_t, v_tp1, hp)
     old_dist = agent.actor.apply(params.actor, obs)
     flat = lambda x: x.reshape(-1, *x.shape[2:])  # noqa: E731
     return Batch(
@@ -131,12 +137,7 @@ def make_sequence_batch(
     obs, next_obs, reset = seq(norm(traj.obs)), seq(norm(traj.next_obs)), seq(traj.reset)
     critic_end, v_t, v_tp1 = replay_critic(agent.critic, params.critic, h0.critic, obs,
                                            next_obs, reset)  # fmt: skip
-    not_term = 1.0 - traj.terminated.astype(jnp.float32)
-    not_done = 1.0 - (traj.terminated | traj.truncated).astype(jnp.float32)
-    adv = seq(batched_gae(
-        traj.reward * hp.reward_scale, seq(v_t), seq(v_tp1), hp.gamma * not_term,
-        hp.gae_lambda * not_done,
-    ))  # fmt: skip
+    adv = seq(advantages(traj, seq(v_t), seq(v_tp1), hp))
     old_dist = replay_actor(agent.actor, params.actor, h0.actor, obs, reset)
     batch = Batch(
         obs=obs,

@@ -26,7 +26,7 @@ import numpy as np
 from vecpg.analysis.stats import iqm, stratified_bootstrap_ci
 from vecpg.config import TrainConfig
 from vecpg.errors import ConfigError
-from vecpg.run.files import check_out_dir, make_run_dir, write_json
+from vecpg.run.files import check_out_dir, make_run_dir, write_json, write_text
 from vecpg.run.rundir import SweepResults
 from vecpg.tuning.optuna_rounds import OPTUNA_SAMPLERS, ask_tell_rounds, import_optuna
 from vecpg.tuning.space import SAMPLERS, Dimension, parse_space, sample
@@ -54,29 +54,29 @@ class SearchResults:
 
     def selection_scores(self) -> np.ndarray:
         """[trials] IQM of final return over the selection seeds (NaN: no score)."""
-        return np.array([score(f) for f in self.selection.final_returns()])
+        return scores_of(self.selection)
 
     def best(self) -> int:
         """The trial with the best confirmed IQM among the top configs (the selection score
         picked the top; the fresh seeds pick among them)."""
-        confirmed = [_finite(score(f)) for f in self.confirmation.final_returns()]
+        confirmed = [_finite(x) for x in scores_of(self.confirmation)]
         return self.top[int(np.argmax(confirmed))]
 
     def summary(self) -> dict[str, Any]:
-        sel = self.selection_scores()
+        sel, sel_finals = self.selection_scores(), self.selection.final_returns()
         rows = []
         for rank, (i, final) in enumerate(zip(self.top, self.confirmation.final_returns(),
                                               strict=True)):  # fmt: skip
             lo, hi = stratified_bootstrap_ci(final[:, None], iqm)
-            s_final = self.selection.final_returns()[i]
-            s_lo, s_hi = stratified_bootstrap_ci(s_final[:, None], iqm)
+            s_lo, s_hi = stratified_bootstrap_ci(sel_finals[i][:, None], iqm)
             rows.append({
                 "rank": rank + 1, "trial": i, "config": self.trials[i],
                 "selection_iqm": float(sel[i]), "selection_ci95": [s_lo, s_hi],
-                "confirmed_iqm": score(final), "confirmed_ci95": [lo, hi],
+                "confirmed_iqm": iqm(final[:, None]), "confirmed_ci95": [lo, hi],
                 "confirmed_mean": float(np.nanmean(final)),
             })  # fmt: skip
-        best = self.trials[self.best()]
+        chosen = self.best()
+        best = self.trials[chosen]
         return {
             "space": [d.describe() for d in self.space],
             "sampler": self.sampler,
@@ -90,7 +90,7 @@ class SearchResults:
             ],  # fmt: skip
             "top": rows,
             "best": {
-                "trial": self.best(),
+                "trial": chosen,
                 "chosen_by": "confirmed IQM among the top configs",
                 "config": best,
                 "flags": flags_line(self.base, best),
@@ -99,8 +99,9 @@ class SearchResults:
             "base_config": self.base.to_dict(),
         }
 
-    def report_markdown(self) -> str:
-        s = self.summary()
+    def report_markdown(self, s: dict[str, Any] | None = None) -> str:
+        """report.md, from `summary()` (computed here unless given)."""
+        s = self.summary() if s is None else s
         lines = [
             f"# Search: {self.base.algo} on {self.base.env}",
             "",
@@ -134,15 +135,14 @@ class SearchResults:
         return "\n".join(lines) + "\n"
 
     def save(self, out: Path) -> None:
-        write_json(out / SUMMARY, self.summary())  # NaN (no score) as null
-        (out / REPORT).write_text(self.report_markdown())
+        summary = self.summary()  # its bootstrap CIs, computed once for both files
+        write_json(out / SUMMARY, summary)  # NaN (no score) as null
+        write_text(out / REPORT, self.report_markdown(summary))
 
 
-def score(final: np.ndarray) -> float:
-    """IQM of one config's final returns [seeds] (NaN when none is scored)."""
-    if np.isnan(final).all():
-        return float("nan")
-    return float(iqm(final[~np.isnan(final)][:, None]))
+def scores_of(sweep: SweepResults) -> np.ndarray:
+    """[points] IQM of each point's final returns over its seeds (NaN: none scored)."""
+    return np.array([iqm(final[:, None]) for final in sweep.final_returns()])
 
 
 def _finite(x: float) -> float:
@@ -227,14 +227,14 @@ def search(
 
         def evaluate(r: int, batch: list[dict[str, float]]) -> list[float]:
             sweeps.append(run(batch, out=out / f"select-{r + 1}"))
-            return [score(f) for f in sweeps[-1].final_returns()]
+            return list(scores_of(sweeps[-1]))
 
         batches = ask_tell_rounds(dims, trials, rounds, sampler, sample_seed, evaluate)
         points = [p for b in batches for p in b]
         selection = concat_sweeps(sweeps)
     else:
         selection = run(points, out=out / "select")
-    scores = np.array([_finite(score(f)) for f in selection.final_returns()])
+    scores = np.array([_finite(x) for x in scores_of(selection)])
     best = top_distinct(points, scores, top)
     fresh = list(range(seeds, seeds + confirm_seeds))
     confirmation = sweep_points(config, [points[i] for i in best], fresh, max_runs_per_call,
