@@ -18,7 +18,8 @@ from vecpg.studies.runner import run_study as study
 from vecpg.training.execute import TrainingInterrupted
 from vecpg.training.trainer import make_train
 from vecpg.training.xla_options import program_options
-from vecpg.tuning.run import SearchResults, search
+from vecpg.tuning.pbt_search import PBTResults
+from vecpg.tuning.run import SearchResults, load_search, resume_search, search
 
 __all__ = [
     "Cluster",
@@ -32,10 +33,13 @@ __all__ = [
     "join",
     "load",
     "load_policy",
+    "load_search",
     "load_sweep",
     "make_train",
     "program_options",
+    "PBTResults",
     "resume",
+    "resume_search",
     "stats",
     "study",
     "StudySpec",

@@ -299,7 +299,12 @@ HPARAM_FIELDS = tuple(f.name for f in dataclasses.fields(TracedFields))  # the s
 
 @dataclasses.dataclass(frozen=True)
 class StaticConfig(StaticFields):
-    """The static half of a `TrainConfig`: hashable, so compiled functions are cached on it."""
+    """The static half of a `TrainConfig`: hashable, so compiled functions are cached on it.
+
+    `pbt`: population-based training's static half (`vecpg.training.pbt.PBTSpec`), set by
+    `vecpg search --pbt` (not a training setting of its own: None everywhere else)."""
+
+    pbt: Any = None
 
 
 @flax.struct.dataclass  # frozen too; mypy does not see it through flax's decorator

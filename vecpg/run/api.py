@@ -134,11 +134,14 @@ def sweep_points(
     overwrite: bool = False,
     checkpoint_every: int = 0,
     wandb: WandbOptions | None = None,
+    pbt: dict | None = None,
 ) -> SweepResults:
     """`sweep` over given points (traced field -> value each) instead of a grid's product:
     every point x every seed in one compiled program (`vecpg.search` runs its trials so).
-    Arguments are checked by the caller, as `sweep` does."""
-    launch = Launch("sweep", seed_list(seeds), points, max_runs_per_call, checkpoint_every)
+    With `pbt` (`vecpg.training.pbt.pbt_options`), each seed's lanes are one population
+    trained by PBT. Arguments are checked by the caller, as `sweep` does."""
+    launch = Launch("sweep", seed_list(seeds), points, max_runs_per_call, checkpoint_every,
+                    pbt=pbt)  # fmt: skip
     launch, path = _prepare(config, launch, out, overwrite)
     return orchestrate.run_job(
         config, launch, path, progress, wandb, _sweep_results(config, launch)
@@ -216,6 +219,12 @@ def _check(config: TrainConfig, launch: Launch, path: Path | None, overwrite: bo
         per_lane, lanes, launch.max_runs_per_call, free, host_available_bytes(),
         jax.device_count(), what, shared=shared,
     )  # fmt: skip
+    if launch.pbt is not None and max_runs is not None and max_runs < lanes:
+        raise ConfigError(
+            f"invalid max_runs_per_call={max_runs}: a PBT population exchanges state inside "
+            f"one program, so all {lanes} lanes must run in one call; use fewer trials or "
+            "seeds (or a device with more memory)"
+        )
     if note:
         if distributed.is_writer():
             print(note, flush=True)

@@ -9,7 +9,7 @@ import itertools
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
-from vecpg.config import HPARAM_FIELDS, HParams, TrainConfig
+from vecpg.config import HPARAM_FIELDS, HParams, StaticConfig, TrainConfig
 from vecpg.errors import ConfigError
 
 KINDS = ("train", "sweep")
@@ -98,6 +98,18 @@ class Launch:
     max_runs_per_call: int | None = None
     checkpoint_every: int = 0
     num_processes: int = 1  # JAX processes that ran it (resume needs as many)
+    pbt: dict[str, Any] | None = None  # population-based training (`vecpg.training.pbt`)
+
+    def static(self, base: TrainConfig) -> StaticConfig:
+        """The compiled program's static config: `base`'s, with PBT's spec when set (its
+        populations: the seeds; its members: the points)."""
+        static = base.static()
+        if self.pbt is None:
+            return static
+        from vecpg.training.pbt import pbt_spec
+
+        spec = pbt_spec(self.pbt, populations=len(self.seeds), size=len(self.points))
+        return dataclasses.replace(static, pbt=spec)
 
     def configs(self, base: TrainConfig) -> list[TrainConfig]:
         """The config of every grid point (each one validated)."""
@@ -127,4 +139,5 @@ class Launch:
             max_runs_per_call=d.get("max_runs_per_call"),
             checkpoint_every=d.get("checkpoint_every", 0),
             num_processes=d.get("num_processes", 1),
+            pbt=d.get("pbt"),
         )

@@ -110,6 +110,8 @@ def describe(config: TrainConfig, launch: Launch) -> str:
     lanes = f"{len(launch.seeds)} seeds"
     if launch.kind == "sweep":
         lanes = f"{len(launch.points)} configs x {lanes}"
+    if launch.pbt is not None:
+        lanes = f"PBT every {launch.pbt['interval']} iterations, {lanes}"
     iterations = f"{config.num_iterations} iterations x {config.batch_size} steps"
     return f"{config.algo} on {config.env} | {lanes} x {iterations}"
 
@@ -147,7 +149,8 @@ def execute(
     Ctrl-C or SIGTERM stops the run at the next chunk boundary (TrainingInterrupted); a
     second aborts (see `vecpg.run.interrupt`)."""
     seeds, hparams = launch.lanes(config)
-    plan = plan_lanes(seeds, hparams, launch.max_runs_per_call, config.static())
+    static = launch.static(config)
+    plan = plan_lanes(seeds, hparams, launch.max_runs_per_call, static)
     total_steps = config.num_iterations * config.batch_size
     progress = progress and distributed.is_writer()
     reporter = ProgressReporter(plan.num_lanes, total_steps) if progress else None
@@ -160,7 +163,7 @@ def execute(
         ck = Checkpointing(store, every) if store else None
         try:
             return run_lanes(
-                config.static(),
+                static,
                 plan,
                 checkpointing=ck,
                 watcher=reporter,

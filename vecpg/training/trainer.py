@@ -34,6 +34,13 @@ from vecpg.models.networks import (
 from vecpg.models.obs_norm import normalize_obs, update_stats
 from vecpg.models.recurrent import replay_actor, replay_critic
 from vecpg.training.advantages import batched_gae
+from vecpg.training.pbt import (
+    PBTState,
+    exploit_explore,
+    init_pbt_state,
+    pbt_metrics,
+    record_return,
+)
 from vecpg.training.rollout import Transition, finished_episode_stats, rollout
 from vecpg.training.sharding import RUNS, env_shards, split_envs
 
@@ -52,6 +59,7 @@ class TrainState:
     last_length: jax.Array  # NaN until the lane's first episode finishes)
     diverged: jax.Array  # bool: params, loss or gradients were non-finite at some iteration
     memory: Memory | None = None  # recurrent agents: the cores' states of the envs [num_envs]
+    pbt: PBTState | None = None  # population-based training: the lane's own hyperparameters
 
 
 class Pieces(NamedTuple):
@@ -71,7 +79,8 @@ def make_pieces(static: StaticConfig) -> Pieces:
 
 def init_train_state(p: Pieces, key: jax.Array, hp: HParams) -> TrainState:
     """One lane's state: fresh params, algorithm state and num_envs unstarted envs (the
-    first rollout starts them from its fresh initial states)."""
+    first rollout starts them from its fresh initial states). Under PBT, `hp` is also
+    kept as the lane's carried hyperparameters."""
     k_params, k_env, key = jax.random.split(key, 3)
     params = init_agent_params(p.agent, k_params)
     env_state = unstarted_episodes(p.env, k_env, p.static.num_envs)  # the rollout starts them
@@ -79,7 +88,8 @@ def init_train_state(p: Pieces, key: jax.Array, hp: HParams) -> TrainState:
     no = jnp.bool_(False)
     memory = init_memory(p.agent, (p.static.num_envs,))
     algo_state = p.updater.init(params, hp)
-    return TrainState(params, algo_state, env_state, key, none_yet, none_yet, no, memory)
+    pbt = None if p.static.pbt is None else init_pbt_state(hp)
+    return TrainState(params, algo_state, env_state, key, none_yet, none_yet, no, memory, pbt)
 
 
 def advantages(traj: Transition, v_t: jax.Array, v_tp1: jax.Array, hp: HParams) -> jax.Array:
@@ -231,8 +241,9 @@ def train_iteration(
         **upd_metrics,
     }
     new_state = TrainState(
-        params, algo_state, env_state, key, last_return, last_length, diverged, memory
-    )
+        params, algo_state, env_state, key, last_return, last_length, diverged, memory,
+        state.pbt,
+    )  # fmt: skip
     return new_state, metrics
 
 
@@ -264,7 +275,8 @@ def run_iterations(
     step = jax.jit(jax.vmap(functools.partial(train_iteration, p), in_axes=(0, 0, None),
                             spmd_axis_name=spmd))  # fmt: skip
     last = static.num_iterations - 1
-    shapes = jax.eval_shape(step, state, hp, start)[1]
+    iterate = functools.partial(lanes_iteration, static, step, last)
+    shapes = jax.eval_shape(iterate, state, hp, lanes, start)[1]
     zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
     buf0 = jax.tree.map(lambda s: jnp.zeros((static.log_every, *s.shape), s.dtype), shapes)
     masked = static.num_iterations % length != 0
@@ -273,10 +285,10 @@ def run_iterations(
         state, buf = carry
         if masked:
             state, metrics = jax.lax.cond(
-                it <= last, lambda s: step(s, hp, it), lambda s: (s, zeros), state
+                it <= last, lambda s: iterate(s, hp, lanes, it), lambda s: (s, zeros), state
             )
         else:
-            state, metrics = step(state, hp, it)
+            state, metrics = iterate(state, hp, lanes, it)
         if progress is not None:
             slot = it % static.log_every
             buf = jax.tree.map(lambda b, m: b.at[slot].set(m), buf, metrics)
@@ -294,6 +306,34 @@ def run_iterations(
 
     (state, _), packed = jax.lax.scan(packed_body, (state, buf0), start + jnp.arange(length))
     return state, unpack_metrics(packed, shapes)
+
+
+def lanes_iteration(
+    static: StaticConfig,
+    step: Callable[..., tuple[TrainState, Metrics]],
+    last: int,
+    state: TrainState,
+    hp: HParams,
+    lanes: jax.Array,
+    it: jax.Array,
+) -> tuple[TrainState, Metrics]:
+    """One iteration of R lanes (`step`: `train_iteration` vmapped). Under PBT the lanes
+    train with their carried hyperparameters, and every `interval` iterations (never
+    after the last) the exploit-and-explore step runs across them (`vecpg.training.pbt`)."""
+    spec = static.pbt
+    if spec is None:
+        return step(state, hp, it)
+    pbt = state.pbt
+    assert pbt is not None
+    state, metrics = step(state, pbt.hparams, it)
+    hp = pbt.hparams
+    state = dataclasses.replace(state, pbt=record_return(pbt, metrics["episode_return"]))
+    due = ((it + 1) % spec.interval == 0) & (it < last)
+    itself = jnp.arange(lanes.shape[0], dtype=jnp.int32)
+    state, source = jax.lax.cond(
+        due, lambda s: exploit_explore(spec, s, lanes, it), lambda s: (s, itself), state
+    )
+    return state, metrics | pbt_metrics(spec, hp, source, lanes)
 
 
 def pack_metrics(metrics: Metrics) -> dict[str, jax.Array]:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import dataclasses
 import signal
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import tyro
 
+from vecpg.commands import WandbFlags
 from vecpg.config import HPARAM_FIELDS, STATIC_FIELDS, StaticFields, TracedFields, TrainConfig
 
 
@@ -36,6 +37,17 @@ class SearchFlags:
     """Configs re-run on fresh seeds after selection."""
     confirm_seeds: int = 8
     """Fresh seeds per top config (seeds .. seeds+confirm_seeds-1, none used to select)."""
+    pbt: bool = False
+    """Population-based training instead of selection: each seed's trials are one
+    population, run against the same configs without PBT (--top and --confirm-seeds
+    unused)."""
+    pbt_interval: int = 10
+    """--pbt: iterations between exploit-and-explore steps."""
+    pbt_fraction: float = 0.25
+    """--pbt: the bottom quantile that copies a member of the top one, in (0, 0.5]."""
+    pbt_resample: float = 0.25
+    """--pbt: probability that an explored field is drawn afresh from its space (else
+    x0.8 / x1.2, or a choice's neighbour)."""
     out: Annotated[
         str | None,
         tyro.conf.arg(help_behavior_hint="(default: runs/search-<algo>-<env>-<time>)"),
@@ -43,6 +55,11 @@ class SearchFlags:
     """Search directory."""
     overwrite: bool = False
     """Replace a non-empty --out."""
+    resume: str | None = None
+    """Continue the search in this directory with the arguments it was started with
+    (finished sweeps are read back, an unfinished one resumes from its checkpoint)."""
+    checkpoint_every: int = 0
+    """Checkpoint every sweep of the search every N iterations (0: off)."""
     max_runs_per_call: int | None = None
     """Split trials x seeds into calls of this many runs to bound memory."""
     progress: bool = True
@@ -50,17 +67,23 @@ class SearchFlags:
 
 
 @dataclasses.dataclass(frozen=True)
-class SearchCommand(SearchFlags, TracedFields, StaticFields):
+class SearchCommand(WandbFlags, SearchFlags, TracedFields, StaticFields):
     """Random or Sobol search over traced hyperparameters, the top configs confirmed on
     fresh seeds: selection and confirmed scores side by side (the winner's curse)."""
 
 
 def run_search(cmd: SearchCommand) -> int:
     from vecpg.cli import cli_seeds, default_out
-    from vecpg.run import interrupt
     from vecpg.training.execute import TrainingInterrupted
-    from vecpg.tuning.run import search
+    from vecpg.tuning.run import resume_search, search
 
+    if cmd.resume:
+        out = Path(cmd.resume)
+        try:
+            res = resume_search(out, progress=cmd.progress, wandb=cmd.wandb_options())
+        except TrainingInterrupted:
+            return _stopped(out, cmd.checkpoint_every)
+        return _print(res, out)
     cfg = TrainConfig(**{n: getattr(cmd, n) for n in (*STATIC_FIELDS, *HPARAM_FIELDS)})
     # the seeds as keys, and the results in host memory, checked in one line each
     cli_seeds(cmd.seeds + max(cmd.confirm_seeds, 0), cfg.num_iterations, max(cmd.trials, 1))
@@ -75,12 +98,43 @@ def run_search(cmd: SearchCommand) -> int:
             sample_seed=cmd.sample_seed, top=cmd.top, confirm_seeds=cmd.confirm_seeds,
             rounds=cmd.rounds,
             out=out, overwrite=cmd.overwrite, max_runs_per_call=cmd.max_runs_per_call,
-            progress=cmd.progress,
+            progress=cmd.progress, pbt_interval=_pbt_interval(cmd),
+            pbt_fraction=cmd.pbt_fraction, pbt_resample=cmd.pbt_resample,
+            checkpoint_every=cmd.checkpoint_every, wandb=cmd.wandb_options(),
         )  # fmt: skip
     except TrainingInterrupted:
-        print(f"vecpg: search stopped; searches keep no checkpoints, so {out}/ holds only "
-              "what finished. Start it again with --overwrite", flush=True)  # fmt: skip
-        return interrupt.exit_code(interrupt.stopped_by() or signal.SIGINT)
+        return _stopped(out, cmd.checkpoint_every)
+    return _print(res, out)
+
+
+def _stopped(out: Path, checkpoint_every: int) -> int:
+    from vecpg.run import interrupt
+
+    kept = "the finished sweeps and the last checkpoint" if checkpoint_every else (
+        "the finished sweeps (no checkpoints: the stopped one starts again)")  # fmt: skip
+    print(f"vecpg: search stopped; {out}/ keeps {kept}; continue it with "
+          f"vecpg search --resume {out}", flush=True)  # fmt: skip
+    return interrupt.exit_code(interrupt.stopped_by() or signal.SIGINT)
+
+
+def _print(res: Any, out: Path) -> int:
+    from vecpg.tuning.pbt_search import PBTResults
+
+    if isinstance(res, PBTResults):
+        print(res.report_markdown().split("\n![")[0].rstrip())
+        print(f"wrote {out}/ ({len(res.pbt.seeds)} populations of {len(res.trials)})")
+        return 0
     print(res.report_markdown().split("\nEvery trial")[0].rstrip())
     print(f"wrote {out}/ ({len(res.trials)} trials, {len(res.top)} confirmed)")
     return 0
+
+
+def _pbt_interval(cmd: SearchCommand) -> int:
+    """--pbt-interval when --pbt is given (checked: >= 1), else 0 (no PBT)."""
+    if not cmd.pbt:
+        return 0
+    if cmd.pbt_interval < 1:
+        from vecpg.errors import ConfigError
+
+        raise ConfigError(f"invalid pbt_interval={cmd.pbt_interval}: must be an integer >= 1")
+    return cmd.pbt_interval

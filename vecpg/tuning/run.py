@@ -27,11 +27,15 @@ from vecpg.analysis.stats import iqm, stratified_bootstrap_ci
 from vecpg.config import TrainConfig
 from vecpg.errors import ConfigError
 from vecpg.run.files import check_out_dir, make_run_dir, write_json, write_text
+from vecpg.run.launch import check_checkpoint_every
 from vecpg.run.rundir import SweepResults
+from vecpg.run.tracking import WandbOptions
 from vecpg.tuning.optuna_rounds import OPTUNA_SAMPLERS, ask_tell_rounds, import_optuna
+from vecpg.tuning.pbt_search import PBTResults, check_pbt, run_pbt
 from vecpg.tuning.space import SAMPLERS, Dimension, parse_space, sample
 
 SUMMARY = "summary.json"
+ARGS = "search.json"  # the config and the search's arguments, for resume_search
 MAX_TRIALS = 100_000
 DEFAULT_ROUNDS = 4  # tpe / cmaes: the trials over this many ask-and-tell rounds
 REPORT = "report.md"
@@ -197,52 +201,130 @@ def search(
     overwrite: bool = False,
     max_runs_per_call: int | None = None,
     progress: bool = False,
-) -> SearchResults:
+    pbt_interval: int = 0,
+    pbt_fraction: float = 0.25,
+    pbt_resample: float = 0.25,
+    checkpoint_every: int = 0,
+    wandb: WandbOptions | None = None,
+) -> SearchResults | PBTResults:
     """Sample `trials` configs of `space` around `config`, run each on `seeds` seeds in
     one compiled program, re-run the `top` best on `confirm_seeds` fresh seeds, and write
     summary.json and report.md in `out` (with the two sweeps in `select/` and
-    `confirm/`). Every argument is checked, in one line each, before anything compiles."""
-    from vecpg.run.api import sweep_points
+    `confirm/`). Every argument is checked, in one line each, before anything compiles.
 
-    dims = _check(config, space, trials, seeds, sampler, sample_seed, top, confirm_seeds)
+    With `pbt_interval` K > 0: population-based training instead (`vecpg.tuning.
+    pbt_search`): each seed's trials are one population, exploiting and exploring every
+    K iterations (`pbt_fraction`: the bottom / top quantile; `pbt_resample`: the
+    probability of a fresh draw), against the same configs without PBT; `top` and
+    `confirm_seeds` are not used.
+
+    `checkpoint_every` N checkpoints every sweep of the search every N iterations, and
+    `resume_search(out)` continues a stopped search: finished sweeps are read back,
+    an unfinished one resumes from its last checkpoint. `wandb` logs every lane of every
+    sweep (one W&B run each)."""
+    args = {"space": [d.describe() if isinstance(d, Dimension) else d for d in space]
+            if isinstance(space, Sequence) and not isinstance(space, (str, bytes)) else space,
+            "trials": trials, "seeds": seeds, "sampler": sampler, "sample_seed": sample_seed,
+            "top": top, "confirm_seeds": confirm_seeds, "rounds": rounds,
+            "max_runs_per_call": max_runs_per_call, "pbt_interval": pbt_interval,
+            "pbt_fraction": pbt_fraction, "pbt_resample": pbt_resample,
+            "checkpoint_every": checkpoint_every}  # fmt: skip
+    return _search(config, args, Path(out), overwrite, progress, wandb, resuming=False)
+
+
+def resume_search(
+    out: str | os.PathLike, progress: bool = False, wandb: WandbOptions | None = None
+) -> SearchResults | PBTResults:
+    """Continue the search in `out` with the arguments it was started with (search.json):
+    its finished sweeps are read back, an unfinished one continues from its last
+    checkpoint (or from the start without `checkpoint_every`), the rest run."""
+    from vecpg.run.files import read_json
+
     out = Path(out)
-    check_out_dir(out, overwrite)
-    rounds = _check_rounds(sampler, rounds)
+    if not (out / ARGS).exists():
+        raise ConfigError(f"invalid resume={str(out)!r}: not a search dir (no {ARGS})")
+    saved = read_json(out, ARGS)
+    config = TrainConfig.from_dict(saved["config"])
+    return _search(config, saved["args"], out, False, progress, wandb, resuming=True)
+
+
+def _search(config: TrainConfig, a: dict[str, Any], out: Path, overwrite: bool,
+            progress: bool, wandb: WandbOptions | None, resuming: bool):  # fmt: skip
+    pbt_interval, sampler, top = a["pbt_interval"], a["sampler"], a["top"]
+    if pbt_interval:
+        top = min(top, a["trials"])
+    dims = _check(config, a["space"], a["trials"], a["seeds"], sampler, a["sample_seed"], top,
+                  a["confirm_seeds"])  # fmt: skip
+    if pbt_interval:
+        check_pbt(dims, sampler, a["trials"], pbt_interval, a["pbt_fraction"], a["pbt_resample"])
+    check_checkpoint_every(a["checkpoint_every"], True)
+    if not resuming:
+        check_out_dir(out, overwrite)
+    rounds = _check_rounds(sampler, a["rounds"])
     if sampler in OPTUNA_SAMPLERS:
         import_optuna()  # one line without the extra, before anything is written
         points: list[dict[str, float]] = []  # asked round by round
     else:
-        points = distinct(sample(dims, trials, sampler, sample_seed))
-        if len(points) < top:
+        points = distinct(sample(dims, a["trials"], sampler, a["sample_seed"]))
+        if pbt_interval and len(points) < 2:
+            raise ConfigError("invalid space: it holds one config, too few for a population")
+        if len(points) < top and not pbt_interval:
             raise ConfigError(
                 f"invalid top={top}: the space holds only {len(points)} distinct configs"
             )
         for p in points:  # a value the base config refuses (one line), before compiling
             dataclasses.replace(config, **p)  # type: ignore[arg-type]
-    make_run_dir(out, overwrite)  # marked: a later --overwrite may replace it whole
-    run = functools.partial(sweep_points, config, seeds=list(range(seeds)),
-                            max_runs_per_call=max_runs_per_call, progress=progress)  # fmt: skip
+    if not resuming:
+        make_run_dir(out, overwrite)  # marked: a later --overwrite may replace it whole
+        write_json(out / ARGS, {"config": config.to_dict(), "args": a})
+    seeds = a["seeds"]
+    stage = functools.partial(_stage, config, max_runs_per_call=a["max_runs_per_call"],
+                              checkpoint_every=a["checkpoint_every"], progress=progress,
+                              wandb=wandb, resuming=resuming)  # fmt: skip
+    if pbt_interval:
+        return run_pbt(config, dims, points, seeds, sampler, a["sample_seed"], out, pbt_interval,
+                       a["pbt_fraction"], a["pbt_resample"], stage)  # fmt: skip
+    selection_seeds = list(range(seeds))
     if sampler in OPTUNA_SAMPLERS:
         sweeps: list[SweepResults] = []
 
         def evaluate(r: int, batch: list[dict[str, float]]) -> list[float]:
-            sweeps.append(run(batch, out=out / f"select-{r + 1}"))
+            sweeps.append(stage(out / f"select-{r + 1}", batch, selection_seeds))
             return list(scores_of(sweeps[-1]))
 
-        batches = ask_tell_rounds(dims, trials, rounds, sampler, sample_seed, evaluate)
+        batches = ask_tell_rounds(dims, a["trials"], rounds, sampler, a["sample_seed"], evaluate)
         points = [p for b in batches for p in b]
         selection = concat_sweeps(sweeps)
     else:
-        selection = run(points, out=out / "select")
+        selection = stage(out / "select", points, selection_seeds)
     scores = np.array([_finite(x) for x in scores_of(selection)])
     best = top_distinct(points, scores, top)
-    fresh = list(range(seeds, seeds + confirm_seeds))
-    confirmation = sweep_points(config, [points[i] for i in best], fresh, max_runs_per_call,
-                                progress, out=out / "confirm", overwrite=overwrite)  # fmt: skip
-    res = SearchResults(config, dims, sampler, sample_seed, points, selection, confirmation, best,
-                        rounds)  # fmt: skip
+    fresh = list(range(seeds, seeds + a["confirm_seeds"]))
+    confirmation = stage(out / "confirm", [points[i] for i in best], fresh)
+    res = SearchResults(config, dims, sampler, a["sample_seed"], points, selection, confirmation,
+                        best, rounds)  # fmt: skip
     res.save(out)
     return res
+
+
+def _stage(config: TrainConfig, path: Path, points: list[dict[str, float]], seeds: list[int],
+           pbt: dict | None = None, *, max_runs_per_call: int | None, checkpoint_every: int,
+           progress: bool, wandb: WandbOptions | None, resuming: bool) -> SweepResults:  # fmt: skip
+    """One sweep of a search in `path`: read back when it finished, resumed when it began
+    (resuming a search), else run."""
+    from vecpg.run.api import resume, sweep_points
+    from vecpg.run.files import LAUNCH_FILE, SUMMARY_FILE
+    from vecpg.run.rundir import load_sweep
+
+    if resuming and (path / SUMMARY_FILE).exists():
+        return load_sweep(path)
+    if resuming and (path / LAUNCH_FILE).exists():
+        out = resume(path, progress, wandb)
+        assert isinstance(out, SweepResults)
+        return out
+    return sweep_points(config, points, seeds, max_runs_per_call, progress, out=path,
+                        overwrite=resuming, checkpoint_every=checkpoint_every, wandb=wandb,
+                        pbt=pbt)  # fmt: skip
 
 
 def _check(config, space, trials, seeds, sampler, sample_seed, top, confirm_seeds):
@@ -320,14 +402,17 @@ def distinct(points: list[dict[str, float]]) -> list[dict[str, float]]:
     return out
 
 
-def load_search(out: str | os.PathLike) -> SearchResults:
+def load_search(out: str | os.PathLike) -> SearchResults | PBTResults:
     """A finished search rebuilt from its directory (summary.json and the two sweeps),
-    e.g. to write its report again with `SearchResults.save`."""
+    e.g. to write its report again with `save`."""
     from vecpg.run.files import read_json
     from vecpg.run.rundir import load_sweep
+    from vecpg.tuning.pbt_search import load_pbt_search
 
     out = Path(out)
     s = read_json(out, SUMMARY)
+    if "pbt" in s:
+        return load_pbt_search(out)
     rounds = int(s.get("rounds", 1))
     if s["sampler"] in OPTUNA_SAMPLERS:
         selection = concat_sweeps([load_sweep(out / f"select-{r + 1}") for r in range(rounds)])
