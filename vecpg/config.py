@@ -34,6 +34,8 @@ from vecpg.models.recurrent import MEMORIES
 if TYPE_CHECKING:
     import jax
 
+    from vecpg.training.pbt import PBTSpec
+
     # A traced field is a float where users write it and a jax array inside the program.
     Scalar = float | jax.Array
 else:
@@ -304,7 +306,7 @@ class StaticConfig(StaticFields):
     `pbt`: population-based training's static half (`vecpg.training.pbt.PBTSpec`), set by
     `vecpg search --pbt` (not a training setting of its own: None everywhere else)."""
 
-    pbt: Any = None
+    pbt: PBTSpec | None = None
 
 
 @flax.struct.dataclass  # frozen too; mypy does not see it through flax's decorator

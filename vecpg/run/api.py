@@ -204,13 +204,20 @@ def _prepare(
     return launch, path
 
 
+def plan_launch(config: TrainConfig, launch: Launch) -> Launch:
+    """The launch as it will run (the memory estimate may choose --max-runs-per-call),
+    checked in one line each, with no run dir: `vecpg search` checks its PBT populations
+    fit one call before it writes anything."""
+    return _check(config, dataclasses.replace(launch, checkpoint_every=0), None, False)
+
+
 def _check(config: TrainConfig, launch: Launch, path: Path | None, overwrite: bool) -> Launch:
     check_max_runs(launch.max_runs_per_call)
     check_checkpoint_every(launch.checkpoint_every, path is not None)
     if path is not None and distributed.is_writer():
         check_out_dir(path, overwrite)
     configs = launch.configs(config)  # validates every grid point before anything is written
-    per_lane = lane_bytes(config.static(), configs[0].hparams())
+    per_lane = lane_bytes(launch.static(config), configs[0].hparams())
     free, what = available_bytes()
     lanes = len(configs) * len(launch.seeds)
     # CPU devices (and devices whose own memory is unknown) all live in the host's RAM.

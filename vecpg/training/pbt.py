@@ -2,12 +2,14 @@
 
 A population is a set of lanes that train side by side; their hyperparameters are
 carried state (`PBTState.hparams`), not inputs. Every `interval` iterations, inside the
-program, each population ranks its members by their recent return (the mean of the
-`episode_return` metric over the iterations since the last exploit), and:
+program, each population ranks its healthy members by their recent return: the mean,
+over the iterations since the last exploit step in which episodes finished, of those
+episodes' mean return (with none finished, the lane's latest return). Then:
 
-- exploit: each member in the bottom `cut` (a `fraction` of the population, at least
-  one), and every diverged member (non-finite state, or no return to rank), copies the
-  whole training state of a member drawn uniformly from the top `cut` healthy ones: the
+- exploit: each ranked member in the bottom `cut` (a `fraction` of the population, at
+  least one, never one of the top `cut`), and every diverged member (non-finite state),
+  copies the whole training state of a member drawn uniformly from the top `cut`
+  ranked ones (a healthy member with no return yet is left as it is): the
   parameters, the optimiser's state, the observation normaliser, the penalty or beta,
   the envs and recurrent states. Its PRNG key is its own folded with its lane id (the
   members of a population share a seed, hence a key stream), so the copy then samples
@@ -103,9 +105,12 @@ def init_pbt_state(hp: HParams) -> PBTState:
     return PBTState(hp, zero, zero)
 
 
-def record_return(state: PBTState, episode_return: jax.Array) -> PBTState:
-    """Add this iteration's `episode_return` [R] (NaN until a first episode ends)."""
-    seen = jnp.isfinite(episode_return)
+def record_return(
+    state: PBTState, episode_return: jax.Array, episodes_finished: jax.Array
+) -> PBTState:
+    """Add this iteration's mean return [R] where episodes finished in it (the
+    `episode_return` metric carries the last one forward otherwise)."""
+    seen = jnp.isfinite(episode_return) & (episodes_finished > 0)
     return dataclasses.replace(
         state,
         return_sum=state.return_sum + jnp.where(seen, episode_return, 0.0),
@@ -113,9 +118,11 @@ def record_return(state: PBTState, episode_return: jax.Array) -> PBTState:
     )
 
 
-def recent_return(state: PBTState) -> jax.Array:
-    """[R] mean return since the last exploit step (NaN: none seen)."""
-    return jnp.where(state.return_count > 0, state.return_sum / state.return_count, jnp.nan)
+def recent_return(state: PBTState, last_return: jax.Array) -> jax.Array:
+    """[R] mean return of the episodes finished since the last exploit step; where none
+    finished, `last_return` [R] (the latest, NaN before a first episode ends)."""
+    count = jnp.maximum(state.return_count, 1.0)
+    return jnp.where(state.return_count > 0, state.return_sum / count, last_return)
 
 
 def exploit_sources(
@@ -126,10 +133,11 @@ def exploit_sources(
     copier's draw). Returns (source [R] int32 positions, itself where it copies nothing;
     replaced [R] bool).
 
-    Within a population, members are ranked by score (ties: the lower position first),
-    unranked ones (not healthy, or NaN score) last. Replaced: the bottom `cut` and every
-    unranked member, when the population has a ranked one. Source: the member of rank
-    floor(u * n), n = min(cut, ranked members)."""
+    Within a population, the healthy members with a finite score are ranked (ties: the
+    lower position first). Replaced, when the population has a ranked member: every
+    diverged member, and the ranked members of rank >= max(cut, ranked - cut) (the
+    bottom `cut`, never one of the top `cut`); a healthy member without a score is left
+    as it is. Source: the member of rank floor(u * n), n = min(cut, ranked members)."""
     assert score.ndim == healthy.ndim == lanes.ndim == u.ndim == 1, "[R] inputs"
     idx = jnp.arange(score.shape[0])
     valid = lanes >= 0
@@ -139,8 +147,10 @@ def exploit_sources(
     same = (population[:, None] == population[None, :]) & valid[:, None] & valid[None, :]
     ahead = (s[None, :] > s[:, None]) | ((s[None, :] == s[:, None]) & (idx[None, :] < idx[:, None]))
     rank = jnp.sum(same & ahead, axis=1)  # 0: the best of its population
-    n_src = jnp.minimum(spec.cut, jnp.sum(same & ranked[None, :], axis=1))
-    replaced = valid & (n_src > 0) & ((rank >= spec.size - spec.cut) | ~ranked)
+    n_ranked = jnp.sum(same & ranked[None, :], axis=1)
+    n_src = jnp.minimum(spec.cut, n_ranked)
+    bottom = ranked & (rank >= jnp.maximum(spec.cut, n_ranked - spec.cut))
+    replaced = valid & (n_src > 0) & (bottom | ~healthy)
     pick = jnp.minimum((u * n_src).astype(jnp.int32), jnp.maximum(n_src - 1, 0))
     chosen = jnp.argmax(same & (rank[None, :] == pick[:, None]), axis=1)
     return jnp.where(replaced, chosen, idx).astype(jnp.int32), replaced
@@ -193,13 +203,16 @@ def lane_uniforms(spec: PBTSpec, lanes: jax.Array, iteration: jax.Array) -> jax.
     return jax.vmap(draw)(lanes)
 
 
-def exploit_explore(spec: PBTSpec, state: Any, lanes: jax.Array, iteration: jax.Array):
-    """One PBT step on the lanes' TrainState (leaves [R, ...], `state.pbt` set): returns
-    (new state, source [R], the position each lane copied, itself if none). Every lane
-    starts a new window of returns."""
+def exploit_explore(
+    spec: PBTSpec, state: Any, lanes: jax.Array, iteration: jax.Array
+) -> tuple[Any, jax.Array]:
+    """One PBT step on the lanes' `TrainState` (leaves [R, ...], `state.pbt` set; lanes
+    [R] lane ids, -1: padding): returns (the new state, source [R] int32, the position
+    each lane copied, itself if none). Every lane starts a new window of returns."""
     pbt: PBTState = state.pbt
     u = lane_uniforms(spec, lanes, iteration)
-    source, replaced = exploit_sources(spec, recent_return(pbt), ~state.diverged, lanes, u[:, 0])
+    score = recent_return(pbt, state.last_return)
+    source, replaced = exploit_sources(spec, score, ~state.diverged, lanes, u[:, 0])
     copied = jax.tree.map(lambda x: x[source], state)
     hp = explore(spec, copied.pbt.hparams, replaced, u[:, 1:].reshape(-1, len(spec.dims), 3))
     zero = jnp.zeros_like(pbt.return_sum)

@@ -327,7 +327,8 @@ def lanes_iteration(
     assert pbt is not None
     state, metrics = step(state, pbt.hparams, it)
     hp = pbt.hparams
-    state = dataclasses.replace(state, pbt=record_return(pbt, metrics["episode_return"]))
+    recent = record_return(pbt, metrics["episode_return"], metrics["episodes_finished"])
+    state = dataclasses.replace(state, pbt=recent)
     due = ((it + 1) % spec.interval == 0) & (it < last)
     itself = jnp.arange(lanes.shape[0], dtype=jnp.int32)
     state, source = jax.lax.cond(

@@ -11,6 +11,7 @@ import tyro
 
 from vecpg.commands import WandbFlags
 from vecpg.config import HPARAM_FIELDS, STATIC_FIELDS, StaticFields, TracedFields, TrainConfig
+from vecpg.errors import ConfigError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,8 +69,15 @@ class SearchFlags:
 
 @dataclasses.dataclass(frozen=True)
 class SearchCommand(WandbFlags, SearchFlags, TracedFields, StaticFields):
-    """Random or Sobol search over traced hyperparameters, the top configs confirmed on
-    fresh seeds: selection and confirmed scores side by side (the winner's curse)."""
+    """Random, Sobol, TPE or CMA-ES search over traced hyperparameters, the top configs
+    confirmed on fresh seeds: selection and confirmed scores side by side (the winner's
+    curse); or population-based training against the same configs fixed (--pbt).
+    --resume DIR continues a stopped search."""
+
+
+# what `--resume DIR` may be given with: the rest comes from the search's search.json
+RESUME_KEEPS = ("resume", "progress", "wandb", "wandb_project", "wandb_entity", "wandb_group",
+                "wandb_tags")  # fmt: skip
 
 
 def run_search(cmd: SearchCommand) -> int:
@@ -78,11 +86,15 @@ def run_search(cmd: SearchCommand) -> int:
     from vecpg.tuning.run import resume_search, search
 
     if cmd.resume:
+        from vecpg.tuning.stages import read_search
+
         out = Path(cmd.resume)
+        _check_resume_alone(cmd)
+        every = read_search(out)[1]["checkpoint_every"]  # one line if it is no search
         try:
             res = resume_search(out, progress=cmd.progress, wandb=cmd.wandb_options())
         except TrainingInterrupted:
-            return _stopped(out, cmd.checkpoint_every)
+            return _stopped(out, every)
         return _print(res, out)
     cfg = TrainConfig(**{n: getattr(cmd, n) for n in (*STATIC_FIELDS, *HPARAM_FIELDS)})
     # the seeds as keys, and the results in host memory, checked in one line each
@@ -129,12 +141,26 @@ def _print(res: Any, out: Path) -> int:
     return 0
 
 
+def _check_resume_alone(cmd: SearchCommand) -> None:
+    """One line for a flag given with --resume that the resumed search would ignore."""
+    for f in dataclasses.fields(SearchCommand):
+        if f.name not in RESUME_KEEPS and getattr(cmd, f.name) != f.default:
+            raise ConfigError(
+                f"invalid resume={cmd.resume!r}: a search resumes with the arguments it "
+                f"started with (search.json); leave out --{f.name.replace('_', '-')}"
+            )
+
+
 def _pbt_interval(cmd: SearchCommand) -> int:
-    """--pbt-interval when --pbt is given (checked: >= 1), else 0 (no PBT)."""
+    """--pbt-interval when --pbt is given (checked: >= 1), else 0 (no PBT); a PBT
+    setting without --pbt is refused in one line."""
     if not cmd.pbt:
+        for name in ("pbt_interval", "pbt_fraction", "pbt_resample"):
+            if getattr(cmd, name) != getattr(SearchFlags, name):
+                raise ConfigError(
+                    f"invalid {name}={getattr(cmd, name)!r}: a PBT setting; add --pbt"
+                )
         return 0
     if cmd.pbt_interval < 1:
-        from vecpg.errors import ConfigError
-
         raise ConfigError(f"invalid pbt_interval={cmd.pbt_interval}: must be an integer >= 1")
     return cmd.pbt_interval

@@ -64,6 +64,9 @@ class PBTResults:
         schedules = {d.name: self.pbt.metrics[f"hp_{d.name}"] for d in self.space}
         copies = self.pbt.metrics["pbt_copied"] >= 0
         steps = self.base.num_iterations * self.base.batch_size
+        fixed_finals = member_finals(self.fixed)  # [trials, seeds]
+        both = np.isfinite(pbt) & np.isfinite(fixed)
+        cut = max(1, int(self.options["fraction"] * len(self.trials)))
         return {
             "space": [d.describe() for d in self.space],
             "sampler": self.sampler,
@@ -73,7 +76,16 @@ class PBTResults:
             "populations": self.pbt.seeds,
             "env_steps_per_member": steps,
             "env_steps_per_population": steps * len(self.trials),
-            "trials": [{"trial": i, "config": t} for i, t in enumerate(self.trials)],
+            "trials": [
+                {
+                    "trial": i,
+                    "config": t,
+                    "fixed_iqm": iqm(fixed_finals[i][:, None]),
+                    "fixed_final_per_seed": _floats(fixed_finals[i]),
+                }
+                for i, t in enumerate(self.trials)
+            ],  # fmt: skip
+            "replaced_per_exploit": cut,
             "copies": int(copies.sum()),
             "pbt_scores": _floats(pbt),
             "fixed_scores": _floats(fixed),
@@ -82,6 +94,8 @@ class PBTResults:
             "fixed_iqm": iqm(fixed[:, None]),
             "fixed_ci95": list(stratified_bootstrap_ci(fixed[:, None], iqm)),
             "p_pbt_better": probability_of_improvement(pbt[:, None], fixed[:, None]),
+            "pbt_wins": int(np.sum(pbt[both] > fixed[both])),
+            "paired_populations": int(both.sum()),
             "best_fixed_trial": [
                 None if not np.isfinite(c).any() else int(np.nanargmax(c))
                 for c in member_finals(self.fixed).T
@@ -102,8 +116,9 @@ class PBTResults:
             f"Space: {', '.join(s['space'])}. {len(s['populations'])} populations (seeds "
             f"{s['populations']}) of {s['population_size']} members, the initial members "
             f"sampled by {self.sampler} (seed {self.sample_seed}). Every {o['interval']} "
-            f"iterations the bottom {o['fraction']:g} of each population copies the state "
-            f"of a member of the top {o['fraction']:g} and perturbs its hyperparameters "
+            f"iterations the bottom {s['replaced_per_exploit']} ranked member(s) of each "
+            f"population (fraction {o['fraction']:g}) and every diverged one copy the state "
+            f"of one of the top {s['replaced_per_exploit']} and perturb its hyperparameters "
             f"(x{PERTURB_FACTORS[0]:g} / x{PERTURB_FACTORS[1]:g}, or a choice's neighbour; "
             f"resampled with probability {o['resample_prob']:g}); {s['copies']} copies made.",
             "",
@@ -112,14 +127,18 @@ class PBTResults:
             f"({s['env_steps_per_member']:,} per member).",
             "",
             "Score of a population: its best member's final return (mean episode return over "
-            "the last 10% of iterations). IQM over populations, 95% stratified-bootstrap CIs.",
+            "the last 10% of iterations); on the fixed side, the best of the configs on that "
+            "seed. Both are maxima over the same number of members on the seeds they trained "
+            "on (no fresh-seed confirmation: a PBT schedule belongs to its population). IQM "
+            "over populations, 95% stratified-bootstrap CIs.",
             "",
             "| | IQM | 95% CI |",
             "|---|---|---|",
             f"| PBT | {s['pbt_iqm']:.2f} | {_ci(s['pbt_ci95'])} |",
-            f"| best fixed config | {s['fixed_iqm']:.2f} | {_ci(s['fixed_ci95'])} |",
+            f"| fixed configs (best per seed) | {s['fixed_iqm']:.2f} | {_ci(s['fixed_ci95'])} |",
             "",
-            f"P(PBT > fixed) = {s['p_pbt_better']:.2f} over the populations.",
+            f"P(PBT > fixed) = {s['p_pbt_better']:.2f} over the populations; PBT scored higher "
+            f"on {s['pbt_wins']} of {s['paired_populations']} seeds.",
             "",
             f"![best return over env steps]({CURVES})",
             "",
@@ -136,6 +155,11 @@ class PBTResults:
                 f"| {seed} | {_num(s['pbt_scores'][p])} | {_num(s['fixed_scores'][p])} | "
                 f"{s['best_fixed_trial'][p]} | {shown} |"
             )
+        lines += ["", "Every trial trained fixed, IQM of its final return over the seeds:", "",
+                  "| trial | config | fixed IQM |", "|---|---|---|"]  # fmt: skip
+        for t in s["trials"]:
+            cfg = ", ".join(f"{k}={v:.4g}" for k, v in t["config"].items())
+            lines.append(f"| {t['trial']} | {cfg} | {_num(t['fixed_iqm'])} |")
         return "\n".join(lines) + "\n"
 
     def save(self, out: Path) -> None:
@@ -267,7 +291,7 @@ def _floats(x: np.ndarray) -> list[float | None]:
 
 
 def _num(v: float | None) -> str:
-    return "-" if v is None else f"{v:.2f}"
+    return "-" if v is None or not np.isfinite(v) else f"{v:.2f}"
 
 
 def _ci(ci: Any) -> str:

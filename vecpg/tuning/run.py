@@ -26,16 +26,18 @@ import numpy as np
 from vecpg.analysis.stats import iqm, stratified_bootstrap_ci
 from vecpg.config import TrainConfig
 from vecpg.errors import ConfigError
+from vecpg.run.api import plan_launch
 from vecpg.run.files import check_out_dir, make_run_dir, write_json, write_text
-from vecpg.run.launch import check_checkpoint_every
+from vecpg.run.launch import Launch, check_checkpoint_every, check_max_runs
 from vecpg.run.rundir import SweepResults
 from vecpg.run.tracking import WandbOptions
+from vecpg.training.pbt import pbt_options
 from vecpg.tuning.optuna_rounds import OPTUNA_SAMPLERS, ask_tell_rounds, import_optuna
 from vecpg.tuning.pbt_search import PBTResults, check_pbt, run_pbt
 from vecpg.tuning.space import SAMPLERS, Dimension, parse_space, sample
+from vecpg.tuning.stages import ARGS, read_search, run_stage
 
 SUMMARY = "summary.json"
-ARGS = "search.json"  # the config and the search's arguments, for resume_search
 MAX_TRIALS = 100_000
 DEFAULT_ROUNDS = 4  # tpe / cmaes: the trials over this many ask-and-tell rounds
 REPORT = "report.md"
@@ -238,21 +240,19 @@ def resume_search(
     """Continue the search in `out` with the arguments it was started with (search.json):
     its finished sweeps are read back, an unfinished one continues from its last
     checkpoint (or from the start without `checkpoint_every`), the rest run."""
-    from vecpg.run.files import read_json
-
     out = Path(out)
-    if not (out / ARGS).exists():
-        raise ConfigError(f"invalid resume={str(out)!r}: not a search dir (no {ARGS})")
-    saved = read_json(out, ARGS)
-    config = TrainConfig.from_dict(saved["config"])
-    return _search(config, saved["args"], out, False, progress, wandb, resuming=True)
+    config, args = read_search(out)
+    return _search(config, args, out, False, progress, wandb, resuming=True)
 
 
 def _search(config: TrainConfig, a: dict[str, Any], out: Path, overwrite: bool,
-            progress: bool, wandb: WandbOptions | None, resuming: bool):  # fmt: skip
+            progress: bool, wandb: WandbOptions | None,
+            resuming: bool) -> SearchResults | PBTResults:  # fmt: skip
+    """The search of `search` (arguments `a`, as search.json records them), every argument
+    checked before anything is written; `resuming` reuses the stages already in `out`."""
     pbt_interval, sampler, top = a["pbt_interval"], a["sampler"], a["top"]
-    if pbt_interval:
-        top = min(top, a["trials"])
+    if pbt_interval and isinstance(top, int) and isinstance(a["trials"], int):
+        top = min(top, a["trials"])  # PBT confirms nothing: --top is not used
     dims = _check(config, a["space"], a["trials"], a["seeds"], sampler, a["sample_seed"], top,
                   a["confirm_seeds"])  # fmt: skip
     if pbt_interval:
@@ -274,11 +274,18 @@ def _search(config: TrainConfig, a: dict[str, Any], out: Path, overwrite: bool,
             )
         for p in points:  # a value the base config refuses (one line), before compiling
             dataclasses.replace(config, **p)  # type: ignore[arg-type]
+    check_max_runs(a["max_runs_per_call"])
+    if pbt_interval:  # the populations must fit one call: refused before anything is written
+        options = pbt_options(dims, pbt_interval, a["pbt_fraction"], a["pbt_resample"],
+                              a["sample_seed"])  # fmt: skip
+        launch = Launch("sweep", list(range(a["seeds"])), points, a["max_runs_per_call"],
+                        pbt=options)  # fmt: skip
+        plan_launch(config, launch)
     if not resuming:
         make_run_dir(out, overwrite)  # marked: a later --overwrite may replace it whole
         write_json(out / ARGS, {"config": config.to_dict(), "args": a})
     seeds = a["seeds"]
-    stage = functools.partial(_stage, config, max_runs_per_call=a["max_runs_per_call"],
+    stage = functools.partial(run_stage, config, max_runs_per_call=a["max_runs_per_call"],
                               checkpoint_every=a["checkpoint_every"], progress=progress,
                               wandb=wandb, resuming=resuming)  # fmt: skip
     if pbt_interval:
@@ -305,26 +312,6 @@ def _search(config: TrainConfig, a: dict[str, Any], out: Path, overwrite: bool,
                         best, rounds)  # fmt: skip
     res.save(out)
     return res
-
-
-def _stage(config: TrainConfig, path: Path, points: list[dict[str, float]], seeds: list[int],
-           pbt: dict | None = None, *, max_runs_per_call: int | None, checkpoint_every: int,
-           progress: bool, wandb: WandbOptions | None, resuming: bool) -> SweepResults:  # fmt: skip
-    """One sweep of a search in `path`: read back when it finished, resumed when it began
-    (resuming a search), else run."""
-    from vecpg.run.api import resume, sweep_points
-    from vecpg.run.files import LAUNCH_FILE, SUMMARY_FILE
-    from vecpg.run.rundir import load_sweep
-
-    if resuming and (path / SUMMARY_FILE).exists():
-        return load_sweep(path)
-    if resuming and (path / LAUNCH_FILE).exists():
-        out = resume(path, progress, wandb)
-        assert isinstance(out, SweepResults)
-        return out
-    return sweep_points(config, points, seeds, max_runs_per_call, progress, out=path,
-                        overwrite=resuming, checkpoint_every=checkpoint_every, wandb=wandb,
-                        pbt=pbt)  # fmt: skip
 
 
 def _check(config, space, trials, seeds, sampler, sample_seed, top, confirm_seeds):
