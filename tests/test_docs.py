@@ -1,8 +1,9 @@
-"""Every example in the README and the docs runs: Python blocks are executed at tiny
-sizes (a page's blocks in order, as one script: later blocks use earlier names), every
-`vecpg` command line in a shell block is parsed and its config validated exactly as
-`vecpg` would before running it, and the commands a new user types first are run at tiny
-sizes. A block preceded by `<!-- not run: REASON -->` is skipped, with its reason."""
+"""Every example in the README and the docs is checked: Python blocks are executed at
+tiny sizes (a page's blocks in order, as one script: later blocks use earlier names)
+unless marked `<!-- not run: REASON -->`; shell blocks are full-size commands (minutes
+to hours, GPUs, several hosts), so each is marked not run with its reason, and every
+`vecpg` command line in them is parsed and its config validated exactly as `vecpg` does
+before running it; the commands a new user types first run at tiny sizes."""
 
 from __future__ import annotations
 
@@ -86,6 +87,8 @@ def command_lines(code: str) -> list[list[str]]:
             continue
         for part in re.split(r"&&|&(?!&)", line):
             words = shlex.split(re.sub(r"\$(\w+)", lambda m: env.get(m[1], "X"), part))
+            while words and re.match(r"^\w+=", words[0]):  # VAR=value vecpg ...
+                words = words[1:]
             words = words[1:] if words[:1] == ["srun"] else words
             if words[:1] == ["vecpg"] or words[:1] == [".venv/bin/vecpg"]:
                 out.append(words[1:])
@@ -93,8 +96,14 @@ def command_lines(code: str) -> list[list[str]]:
 
 
 def shell_commands() -> list[tuple[str, list[str]]]:
-    return [(page.name, argv) for page, code, why in blocks("bash") if why is None
+    """Every `vecpg` line of every shell block, marked not run or not."""
+    return [(page.name, argv) for page, code, _ in blocks("bash")
             for argv in command_lines(code)]  # fmt: skip
+
+
+def test_every_shell_block_says_why_it_is_not_run():
+    unmarked = [(page.name, code[:60]) for page, code, why in blocks("bash") if why is None]
+    assert not unmarked, unmarked
 
 
 @pytest.mark.parametrize(("page", "argv"), shell_commands(),
