@@ -110,16 +110,22 @@ RESUME_KEEPS = ("resume", "progress", "wandb", "wandb_project", "wandb_entity", 
                 "wandb_tags", *(f.name for f in dataclasses.fields(Cluster)))  # fmt: skip
 
 
-def check_resume_alone(cmd: TrainCommand | SweepCommand) -> None:
-    """--resume takes everything from the run dir: any other launch flag is an error."""
+def flags_beside_resume(cmd: Any) -> str:
+    """'--trials, --seeds': the flags given with --resume other than those it keeps
+    (progress, W&B, cluster), comma-separated; empty if none."""
     default = type(cmd)()
     given = [
         f.name
         for f in dataclasses.fields(cmd)
         if f.name not in RESUME_KEEPS and getattr(cmd, f.name) != getattr(default, f.name)
     ]
-    if given:
-        flags = ", ".join("--" + name.replace("_", "-") for name in given)
+    return ", ".join("--" + name.replace("_", "-") for name in given)
+
+
+def check_resume_alone(cmd: TrainCommand | SweepCommand) -> None:
+    """--resume takes everything from the run dir: any other launch flag is an error."""
+    flags = flags_beside_resume(cmd)
+    if flags:
         raise ConfigError(
             f"invalid resume={cmd.resume!r}: {flags} cannot be combined with --resume "
             "(the run dir's config.json and run.json are used)"

@@ -75,11 +75,6 @@ class SearchCommand(WandbFlags, SearchFlags, TracedFields, StaticFields):
     --resume DIR continues a stopped search."""
 
 
-# what `--resume DIR` may be given with: the rest comes from the search's search.json
-RESUME_KEEPS = ("resume", "progress", "wandb", "wandb_project", "wandb_entity", "wandb_group",
-                "wandb_tags")  # fmt: skip
-
-
 def run_search(cmd: SearchCommand) -> int:
     from vecpg.cli import cli_seeds, default_out
     from vecpg.training.execute import TrainingInterrupted
@@ -142,13 +137,15 @@ def _print(res: Any, out: Path) -> int:
 
 
 def _check_resume_alone(cmd: SearchCommand) -> None:
-    """One line for a flag given with --resume that the resumed search would ignore."""
-    for f in dataclasses.fields(SearchCommand):
-        if f.name not in RESUME_KEEPS and getattr(cmd, f.name) != f.default:
-            raise ConfigError(
-                f"invalid resume={cmd.resume!r}: a search resumes with the arguments it "
-                f"started with (search.json); leave out --{f.name.replace('_', '-')}"
-            )
+    """One line for flags given with --resume that the resumed search would ignore."""
+    from vecpg.cli import flags_beside_resume
+
+    flags = flags_beside_resume(cmd)
+    if flags:
+        raise ConfigError(
+            f"invalid resume={cmd.resume!r}: a search resumes with the arguments it "
+            f"started with (search.json); leave out {flags}"
+        )
 
 
 def _pbt_interval(cmd: SearchCommand) -> int:

@@ -26,7 +26,7 @@ from vecpg.config import TrainConfig
 from vecpg.errors import ConfigError
 from vecpg.run.files import write_json, write_text
 from vecpg.run.rundir import SweepResults, final_returns
-from vecpg.training.pbt import ONLY_AT_START, PERTURB_FACTORS, pbt_options
+from vecpg.training.pbt import ONLY_AT_START, PERTURB_FACTORS, pbt_spec
 from vecpg.tuning.space import SAMPLERS, Dimension
 
 SUMMARY = "summary.json"
@@ -66,7 +66,7 @@ class PBTResults:
         steps = self.base.num_iterations * self.base.batch_size
         fixed_finals = member_finals(self.fixed)  # [trials, seeds]
         both = np.isfinite(pbt) & np.isfinite(fixed)
-        cut = max(1, int(self.options["fraction"] * len(self.trials)))
+        cut = pbt_spec(self.options, len(self.pbt.seeds), len(self.trials)).cut
         return {
             "space": [d.describe() for d in self.space],
             "sampler": self.sampler,
@@ -97,8 +97,7 @@ class PBTResults:
             "pbt_wins": int(np.sum(pbt[both] > fixed[both])),
             "paired_populations": int(both.sum()),
             "best_fixed_trial": [
-                None if not np.isfinite(c).any() else int(np.nanargmax(c))
-                for c in member_finals(self.fixed).T
+                None if not np.isfinite(c).any() else int(np.nanargmax(c)) for c in fixed_finals.T
             ],  # fmt: skip
             "best_member_final_hparams": [
                 None if m is None else {k: float(v[m, p, -1]) for k, v in schedules.items()}
@@ -260,12 +259,11 @@ def check_pbt(space: tuple[Dimension, ...], sampler: str, trials: int, interval:
 
 
 def run_pbt(config: TrainConfig, dims: tuple[Dimension, ...], points: list[dict[str, float]],
-            seeds: int, sampler: str, sample_seed: int, out: Path, interval: int,
-            fraction: float, resample_prob: float, stage: Callable[..., SweepResults],
-            ) -> PBTResults:  # fmt: skip
-    """The populations (`out/pbt`), then the same configs without PBT (`out/fixed`), each
-    run (or read back, or resumed) by `stage(path, points, seeds, pbt options)`."""
-    options = pbt_options(dims, interval, fraction, resample_prob, sample_seed)
+            seeds: int, sampler: str, sample_seed: int, out: Path, options: dict[str, Any],
+            stage: Callable[..., SweepResults]) -> PBTResults:  # fmt: skip
+    """The populations (`out/pbt`, PBT's `options`: `pbt_options`), then the same configs
+    without PBT (`out/fixed`), each run (or read back, or resumed) by `stage(path,
+    points, seeds, pbt options)`."""
     seed_ids = list(range(seeds))
     pbt = stage(out / "pbt", points, seed_ids, options)
     fixed = stage(out / "fixed", points, seed_ids)

@@ -289,8 +289,8 @@ def _search(config: TrainConfig, a: dict[str, Any], out: Path, overwrite: bool,
                               checkpoint_every=a["checkpoint_every"], progress=progress,
                               wandb=wandb, resuming=resuming)  # fmt: skip
     if pbt_interval:
-        return run_pbt(config, dims, points, seeds, sampler, a["sample_seed"], out, pbt_interval,
-                       a["pbt_fraction"], a["pbt_resample"], stage)  # fmt: skip
+        return run_pbt(config, dims, points, seeds, sampler, a["sample_seed"], out, options,
+                       stage)  # fmt: skip
     selection_seeds = list(range(seeds))
     if sampler in OPTUNA_SAMPLERS:
         sweeps: list[SweepResults] = []
