@@ -37,6 +37,7 @@ STATIC_VALUES = {
     "anneal_lr": True,
     "cpu_fast_math": False,
     "cpu_opt_level": 3,
+    "cpu_fusion_emitters": False,
     "gpu_autotune": True,
     "log_every": 3,
     "cg_iters": 7,
@@ -67,7 +68,7 @@ ARGV = (
     "--num-envs 4 --num-steps 16 --total-steps 6400 --update-epochs 3 --num-minibatches 2 "
     "--hidden 8 8 --activation relu --torso mlp --memory lstm --memory-size 16 --mask-obs 0,2 "
     "--no-normalize-obs --anneal-lr "
-    "--no-cpu-fast-math --cpu-opt-level 3 --gpu-autotune --log-every 3 --cg-iters 7 "
+    "--no-cpu-fast-math --cpu-opt-level 3 --no-cpu-fusion-emitters --gpu-autotune --log-every 3 --cg-iters 7 "
     "--linesearch-steps 5 --fvp-fraction 0.5 --anneal-kl --npg-fixed-step "
     "--learning-rate 1e-3 --gamma 0.9 --gae-lambda 0.8 --clip-eps 0.1 --ent-coef 0.02 "
     "--vf-coef 0.25 --max-grad-norm 1.0 --reward-scale 0.5 --max-kl 0.02 --damping 0.05 "

@@ -10,6 +10,7 @@ import numpy as np
 import vecpg
 from vecpg.training.xla_options import (
     CPU_FAST_MATH,
+    CPU_IR_EMITTERS,
     CPU_OPT_LEVEL,
     GPU_NO_AUTOTUNE,
     compiler_options,
@@ -31,6 +32,11 @@ def test_options_follow_flags_and_backend():
     }
     assert compiler_options(False, backend="cpu", cpu_opt_level=2) is None
     assert compiler_options(True, gpu_autotune=True, backend="gpu", cpu_opt_level=1) is None
+    # XLA CPU's IR emitters instead of its (default) MLIR fusion emitters: CPU only
+    assert compiler_options(False, backend="cpu", cpu_fusion_emitters=False) == CPU_IR_EMITTERS
+    assert compiler_options(False, backend="cpu", cpu_fusion_emitters=True) is None
+    assert compiler_options(False, backend="gpu", cpu_fusion_emitters=False) is None
+    assert known_options(tuple(CPU_IR_EMITTERS.items())) == tuple(CPU_IR_EMITTERS.items())
 
 
 def test_unknown_options_are_dropped():
@@ -69,18 +75,20 @@ def test_flag_reaches_the_training_program():
 
 
 def test_run_dirs_saved_before_the_fields_keep_their_numerics(tmp_path):
-    """A config.json written before cpu_fast_math/gpu_autotune/cpu_opt_level existed was
-    compiled IEEE-strict, with XLA's autotuning and LLVM level: resume and eval must
-    rebuild that program."""
+    """A config.json written before cpu_fast_math/gpu_autotune/cpu_opt_level/
+    cpu_fusion_emitters existed was compiled IEEE-strict, with XLA's autotuning, LLVM
+    level and fusion emitters: resume and eval must rebuild that program."""
     import json
 
     from vecpg.run.rundir import read_config
 
     old = vecpg.TrainConfig().to_dict()
-    del old["cpu_fast_math"], old["gpu_autotune"], old["cpu_opt_level"]
+    fields = ("cpu_fast_math", "gpu_autotune", "cpu_opt_level", "cpu_fusion_emitters")
+    for name in fields:
+        del old[name]
     (tmp_path / "config.json").write_text(json.dumps(old))
     cfg = read_config(tmp_path)
-    assert (cfg.cpu_fast_math, cfg.gpu_autotune, cfg.cpu_opt_level) == (False, True, 2)
+    assert tuple(getattr(cfg, name) for name in fields) == (False, True, 2, True)
     (tmp_path / "config.json").write_text(json.dumps(vecpg.TrainConfig().to_dict()))
     cfg = read_config(tmp_path)
-    assert (cfg.cpu_fast_math, cfg.gpu_autotune, cfg.cpu_opt_level) == (True, False, 1)
+    assert tuple(getattr(cfg, name) for name in fields) == (True, False, 1, True)

@@ -65,6 +65,9 @@ class BenchPlan:
     with XLA's defaults; XLA_FLAGS gives both the same options)."""
     cpu_opt_level: int = 1
     """vecpg's programs with the config's cpu_opt_level (LLVM level on CPU, 0-3)."""
+    cpu_fusion_emitters: bool = True
+    """vecpg's programs with XLA CPU's MLIR fusion emitters (the config's field; off:
+    its LLVM IR emitters, a shorter compile and a slower run)."""
     gpu_autotune: bool = False
     """vecpg's programs with XLA's GPU autotuning (the config's gpu_autotune)."""
     iterations: int = 10
@@ -154,6 +157,7 @@ class BenchPlan:
             memory_size=self.memory_size,
             cpu_fast_math=self.cpu_fast_math,
             cpu_opt_level=self.cpu_opt_level,
+            cpu_fusion_emitters=self.cpu_fusion_emitters,
             gpu_autotune=self.gpu_autotune,
         )
 

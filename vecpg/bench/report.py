@@ -69,7 +69,9 @@ def compile_settings(r: dict[str, Any]) -> str:
     s = r["settings"]
     if r.get("machine", "").startswith("CPU"):
         level = s.get("cpu_opt_level", 2)
-        return f"cpu_fast_math={s.get('cpu_fast_math', False)}, cpu_opt_level={level}"
+        emitters = s.get("cpu_fusion_emitters", True)
+        return (f"cpu_fast_math={s.get('cpu_fast_math', False)}, cpu_opt_level={level}, "
+                f"cpu_fusion_emitters={emitters}")  # fmt: skip
     return f"gpu_autotune={s.get('gpu_autotune', True)}"
 
 

@@ -108,6 +108,7 @@ LEGACY_FIELDS = {
     "cpu_fast_math": False,
     "gpu_autotune": True,
     "cpu_opt_level": 2,
+    "cpu_fusion_emitters": True,
     "memory": "none",
     "memory_size": 128,
     "mask_obs": "",

@@ -86,6 +86,7 @@ class TrainFlags:
     anneal_lr: str | None = None
     cpu_fast_math: str | None = None
     cpu_opt_level: int | None = None
+    cpu_fusion_emitters: str | None = None
     gpu_autotune: str | None = None
     log_every: int | None = None
     cg_iters: int | None = None

@@ -24,6 +24,18 @@ inverted_pendulum (generalized) in 16.1 s against 16.4 s; level 0 compiled hoppe
 program (37.0 -> 35.4 s) and a larger one on the env step program alone (16.2 -> 10.0
 s). Results move in the last bits.
 
+`cpu_fusion_emitters` False has XLA CPU generate each fused kernel with its LLVM IR
+emitters instead of its MLIR fusion emitters (XLA's default, kept by default). Every
+kernel the MLIR emitters build pays its own MLIR context and pass pipeline, and vecpg's
+programs hold hundreds of small kernels, so the IR emitters compile 30-40% faster; the
+code they generate runs slower. Measured 2026-12-01 on an idle 2-core AMD EPYC, compile
+cache off (`experiments/results/compile_breakdown.md`): brax hopper (positional) 64 x 64
+trained 1 seed at 0.96x the env steps/s and compiled in 19.8 s against 27.7 s;
+inverted_pendulum (generalized) at 0.93x, 10.9 s against 17.3 s; the CartPole demo
+compiled in 7.2-8.6 s against 10.9-12.0 s and ran 1.6x longer. Worth it for short runs
+(many study cells or search trials of a few hundred thousand steps), not for long ones.
+Results move in the last bits.
+
 The options ride on each vecpg program (`jax.jit(..., compiler_options=)`), never on
 the process: a peer compiled in the same process (Brax PPO in `vecpg bench`) keeps
 XLA's defaults. An option this XLA does not know is dropped, not an error.
@@ -44,6 +56,7 @@ CPU_FAST_MATH: dict[str, bool | int] = {
     "xla_cpu_fast_math_honor_functions": True,
 }
 CPU_OPT_LEVEL = "xla_backend_optimization_level"
+CPU_IR_EMITTERS: dict[str, bool | int] = {"xla_cpu_use_fusion_emitters": False}
 GPU_NO_AUTOTUNE: dict[str, bool | int] = {
     "xla_gpu_autotune_level": 0,
     "xla_gpu_experimental_enable_fusion_autotuner": False,
@@ -55,6 +68,7 @@ def compiler_options(
     gpu_autotune: bool = True,
     backend: str | None = None,
     cpu_opt_level: int = 2,
+    cpu_fusion_emitters: bool = True,
 ) -> dict[str, bool | int] | None:
     """The options for one program compiled for `backend` (default: JAX's default
     backend); None means XLA's defaults."""
@@ -65,6 +79,8 @@ def compiler_options(
             wanted.update(CPU_FAST_MATH)
         if cpu_opt_level != 2:
             wanted[CPU_OPT_LEVEL] = cpu_opt_level
+        if not cpu_fusion_emitters:
+            wanted.update(CPU_IR_EMITTERS)
     elif backend in ("gpu", "cuda", "rocm") and not gpu_autotune:
         wanted.update(GPU_NO_AUTOTUNE)
     return dict(known_options(tuple(wanted.items()))) or None
@@ -76,13 +92,18 @@ class HasOptionFields(Protocol):
     @property
     def cpu_opt_level(self) -> int: ...
     @property
+    def cpu_fusion_emitters(self) -> bool: ...
+    @property
     def gpu_autotune(self) -> bool: ...
 
 
 def program_options(config: HasOptionFields) -> dict[str, bool | int] | None:
     """`compiler_options` of a StaticConfig or TrainConfig."""
     return compiler_options(
-        config.cpu_fast_math, config.gpu_autotune, cpu_opt_level=config.cpu_opt_level
+        config.cpu_fast_math,
+        config.gpu_autotune,
+        cpu_opt_level=config.cpu_opt_level,
+        cpu_fusion_emitters=config.cpu_fusion_emitters,
     )
 
 
