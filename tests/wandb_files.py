@@ -41,7 +41,8 @@ def offline_runs(wandb_dir: Path) -> dict[str, dict]:
     """{run name: {"group", "config", "history": [row dicts]}} for every offline run."""
     runs = {}
     for f in sorted(Path(wandb_dir).glob("offline-run-*/run-*.wandb")):
-        run = {"history": []}
+        run: dict = {"history": []}
+        name = None  # a file with no run record (wandb still writing it) names no run
         for rec in records(f):
             kind = rec.WhichOneof("record_type")
             if kind == "run":
@@ -55,5 +56,6 @@ def offline_runs(wandb_dir: Path) -> dict[str, dict]:
                         for i in rec.history.item
                     }
                 )
-        runs[name] = run
+        if name is not None:
+            runs[name] = run
     return runs

@@ -233,10 +233,11 @@ class StaticFields:
     cpu_fusion_emitters: bool = setting(True, Flag())
     """XLA CPU's MLIR fusion emitters (XLA's default); off (--no-cpu-fusion-emitters),
     its LLVM IR emitters, which compile vecpg's programs 30-40% faster and run them
-    slower: brax hopper (positional) compiled in 19.8 s against 27.7 s and ran 4% slower,
-    inverted_pendulum (generalized) 10.9 s against 17.3 s and 7% slower, the CartPole
-    demo 7.2-8.6 s against 10.9-12.0 s but 1.6x slower (BENCHMARKS.md). For short runs
-    and many cells. Results change in the last bits. No effect on GPU."""
+    slower (elementwise code 4-8x slower per element): brax hopper (positional) compiled
+    in 19.8 s against 27.7 s and ran 4% slower, inverted_pendulum (generalized) 10.9 s
+    against 17.3 s and 7-50% slower in two measurements, the CartPole demo 7.2-8.6 s
+    against 10.9-12.0 s but 1.6x slower (BENCHMARKS.md). For short runs and many cells.
+    Results change in the last bits. No effect on GPU."""
     gpu_autotune: bool = setting(False, Flag())
     """XLA's GEMM/fusion autotuning on GPU: off by default (H100: compiles 10-19% shorter,
     env steps/s unchanged; kernels no longer chosen by timing). No effect on CPU."""

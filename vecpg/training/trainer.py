@@ -310,7 +310,7 @@ def lanes_step(p: Pieces, num_lanes: int) -> Callable[..., tuple[TrainState, Met
     """`train_iteration` of `num_lanes` lanes: (state, hp) with a leading [R] axis and a
     scalar iteration -> (state, metrics [R]). A single lane (one seed, or one seed split
     over every device) skips the vmap, whose batching of every traced op costs a third of
-    the tracing (brax hopper: 3.7 s against 5.5 s); its numbers are those of the same
+    the tracing (brax hopper: 2.9-3.3 s against 5.4-5.5 s); its numbers are those of the same
     program vmapped over one lane up to float rounding (neither is a lane of a larger call
     bit for bit: XLA compiles each call size on its own)."""
     one = functools.partial(train_iteration, p)
