@@ -30,8 +30,9 @@ kernel the MLIR emitters build pays its own MLIR context and pass pipeline, and 
 programs hold hundreds of small kernels, so the IR emitters compile 30-40% faster; the
 code they generate runs slower. Measured 2026-12-01 on an idle 2-core AMD EPYC, compile
 cache off (`experiments/results/compile_breakdown.md`): brax hopper (positional) 64 x 64
-trained 1 seed at 0.96x the env steps/s and compiled in 19.8 s against 27.7 s;
-inverted_pendulum (generalized) at 0.93x, 10.9 s against 17.3 s (a `vecpg bench` run
+ran its training iterations (2 lanes) at 0.96x the env steps/s and compiled them in
+19.8 s against 27.7 s; inverted_pendulum (generalized) trained 1 seed at 0.93x and
+compiled in 10.9 s against 17.3 s (a `vecpg bench` run
 later read 0.64x Brax PPO's env steps/s with them, 1.26x without); the CartPole demo
 compiled in 7.2-8.6 s against 10.9-12.0 s and ran 1.6x longer. Worth it for short runs
 (many study cells or search trials of a few hundred thousand steps), not for long ones.
