@@ -11,6 +11,7 @@ lane's results.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import threading
@@ -109,6 +110,24 @@ def runs_mesh(env_devices: int = 1) -> Mesh:
 def runs_sharding(env_devices: int = 1) -> NamedSharding:
     """Arrays with a leading lanes axis: split over "runs", copied along "envs"."""
     return NamedSharding(runs_mesh(env_devices), PartitionSpec(RUNS))
+
+
+def state_shardings(state: Any, env_devices: int) -> Any:
+    """The shardings of a [R]-lanes TrainState (a pytree of shapes or arrays): every leaf
+    split over "runs"; with a lane's envs split over devices (`env_devices` > 1), the
+    env-batched leaves (`env_state`, `memory`: [R, num_envs, ...]) over "envs" too, as the
+    program holds them. Declaring that at the program's boundary keeps them split between
+    calls: with the lanes-only sharding, XLA slices each leaf of the state at entry and
+    gathers it back at exit, one kernel per leaf (hopper: about 100)."""
+    lanes = runs_sharding(env_devices)
+    whole = jax.tree.map(lambda _: lanes, state)
+    if env_devices == 1:
+        return whole
+    split = NamedSharding(lanes.mesh, PartitionSpec(RUNS, ENVS))
+    env_batched = {"env_state": state.env_state, "memory": state.memory}
+    return dataclasses.replace(
+        whole, **{k: jax.tree.map(lambda _: split, v) for k, v in env_batched.items()}
+    )
 
 
 def env_devices_for(lanes: int, num_devices: int, static: StaticConfig | int) -> int:
@@ -224,20 +243,24 @@ def _compile_pair(
     keys, hp, lanes = abstract_inputs(num_runs, sharding)
     options = program_options(static)
     with jax.set_mesh(runs_mesh(env_devices)), third_party_quiet():
+        # jitted inside, so that eval_shape's trace of it is the one the program reuses
+        init_fn = jax.jit(functools.partial(init_from_key_data, fns))
+        shardings = state_shardings(jax.eval_shape(init_fn, keys, hp), env_devices)
         init = jax.jit(
-            functools.partial(init_from_key_data, fns),
+            init_fn,
             in_shardings=sharding,
-            out_shardings=sharding,
+            out_shardings=shardings,
             compiler_options=options,
         ).lower(keys, hp)
         state = jax.tree.map(
-            lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding),
+            lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh),
             init.out_info,
+            shardings,
         )
         run = jax.jit(
             functools.partial(fns.run, length=length),
-            in_shardings=(sharding, sharding, sharding, replicated),
-            out_shardings=sharding,
+            in_shardings=(shardings, sharding, sharding, replicated),
+            out_shardings=(shardings, sharding),
             donate_argnums=0,
             compiler_options=options,
         ).lower(state, hp, lanes, jax.ShapeDtypeStruct((), jnp.int32, sharding=replicated))

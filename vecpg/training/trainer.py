@@ -178,9 +178,18 @@ def policy_change_metrics(agent: Agent, actor_params: Any, batch: Batch) -> Metr
 
 
 def all_finite(tree: Any) -> jax.Array:
-    """Whether every float in `tree` is finite (a scalar bool)."""
+    """Whether every float in `tree` is finite (a scalar bool). The leaves are checked as
+    one flat array: a check per leaf is two kernels each for XLA to compile (27 against 4
+    for a 64 x 64 actor-critic's parameters)."""
     leaves = [x for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.floating)]
-    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
+    # The barrier keeps XLA from fusing the leaves' producers into the check: that changed
+    # how they were compiled, and a chunk length then moved their last bits.
+    leaves = jax.lax.optimization_barrier(leaves)
+    by_dtype: dict[Any, list[jax.Array]] = {}
+    for x in leaves:
+        by_dtype.setdefault(x.dtype, []).append(jnp.ravel(x))
+    checks = [jnp.all(jnp.isfinite(jnp.concatenate(xs))) for xs in by_dtype.values()]
+    return jnp.all(jnp.stack(checks)) if checks else jnp.bool_(True)
 
 
 def explained_variance(value: jax.Array, target: jax.Array) -> jax.Array:
