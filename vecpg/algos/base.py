@@ -86,8 +86,8 @@ def adam(hp: HParams, total_updates: int, anneal: bool) -> optax.GradientTransfo
         frac = 1.0 - count / total_updates if anneal else 1.0
         return hp.learning_rate * frac
 
-    clipped_adam = optax.chain(optax.clip_by_global_norm(hp.max_grad_norm), optax.adam(lr, eps=1e-5))
-    return optax.flatten(clipped_adam)
+    clip = optax.clip_by_global_norm(hp.max_grad_norm)
+    return optax.flatten(optax.chain(clip, optax.adam(lr, eps=1e-5)))
 
 
 def minibatch_adam(static: StaticConfig, hp: HParams) -> optax.GradientTransformation:
