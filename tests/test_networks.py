@@ -50,3 +50,26 @@ def test_patch_conv_is_flax_conv():
     want = jax.vmap(lambda xi: flax_conv.apply(p_flax, xi))(x)
     np.testing.assert_allclose(ours.apply(p_flax, x), want, atol=1e-5)
     assert want.shape == (2, 5, 8, 8, 16)
+
+
+def test_orthogonalize_draws_every_kernel_from_one_padded_batch_as_qr_would():
+    """Each deferred kernel is the positive-diagonal QR of its own block of one normal
+    draw [L, N, K] (numpy as the oracle), scaled; other leaves are untouched."""
+    from vecpg.models.orthogonal import OrthogonalKernel, orthogonalize
+
+    shapes = [(5, 3), (3, 5), (2, 2, 3, 4), (7, 7)]
+    scales = [2.0, 0.5, 1.0, 3.0]
+    tree = {
+        "k": [OrthogonalKernel(jnp.zeros(s), c) for s, c in zip(shapes, scales, strict=True)],
+        "bias": jnp.arange(3.0),
+    }
+    key = jax.random.key(4)
+    out = orthogonalize(tree, key)
+    draw = np.asarray(jax.random.normal(key, (4, 12, 7)))  # N = 12 (2*2*3), K = 7
+    for w, shape, scale, a in zip(out["k"], shapes, scales, draw, strict=True):
+        n_in, n_out = int(np.prod(shape[:-1])), shape[-1]
+        q, r = np.linalg.qr(a[: max(n_in, n_out), : min(n_in, n_out)])
+        q = q * np.sign(np.diag(r))
+        want = scale * (q if n_in >= n_out else q.T).reshape(shape)
+        np.testing.assert_allclose(np.asarray(w), want, atol=1e-5)
+    np.testing.assert_array_equal(out["bias"], np.arange(3.0))

@@ -11,6 +11,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from vecpg.errors import ConfigError
+from vecpg.models.orthogonal import (  # noqa: F401  (gram_schmidt, orthogonal re-exported)
+    deferred_orthogonal,
+    gram_schmidt,
+    orthogonal,
+)
 
 _ACTIVATIONS = {
     "tanh": nn.tanh,
@@ -21,41 +26,9 @@ _ACTIVATIONS = {
 }
 
 
-def gram_schmidt(a: jax.Array) -> jax.Array:
-    """Orthonormalise the columns of a [n, k] matrix (n >= k), keeping their order and
-    orientation: the Q of a QR factorisation with a positive diagonal R.
-
-    Plain matmuls, no LAPACK: jaxlib 0.10's batched CPU QR (what a vmapped orthogonal
-    init lowers to) can deadlock its own thread pool; this cannot.
-    """
-    n, k = a.shape
-    cols = jnp.arange(k)
-
-    def body(j, q):
-        v = a[:, j]
-        mask = (cols < j).astype(a.dtype)
-        for _ in range(2):  # re-orthogonalise once: "twice is enough"
-            v = v - q @ ((q.T @ v) * mask)
-        return q.at[:, j].set(v / jnp.linalg.norm(v))
-
-    return jax.lax.fori_loop(0, k, body, jnp.zeros_like(a))
-
-
-def orthogonal(scale: float) -> Callable:
-    """Orthogonal initialiser scaled by `scale`, for dense kernels [in, out] and conv
-    kernels [kh, kw, in, out] (as the matrix [kh * kw * in, out])."""
-
-    def init(key: jax.Array, shape: tuple[int, ...], dtype=jnp.float32) -> jax.Array:
-        n_in, n_out = int(np.prod(shape[:-1])), shape[-1]
-        a = jax.random.normal(key, (max(n_in, n_out), min(n_in, n_out)), dtype)
-        q = gram_schmidt(a)
-        return scale * (q if n_in >= n_out else q.T).reshape(shape)
-
-    return init
-
-
 class MLP(nn.Module):
-    """Hidden layers (orthogonal init, gain sqrt 2) then a linear head of `out_dim`."""
+    """Hidden layers (orthogonal init, gain sqrt 2) then a linear head of `out_dim` (the
+    kernels drawn by `vecpg.models.orthogonal.orthogonalize`)."""
 
     hidden: tuple[int, ...]
     activation: str
@@ -66,8 +39,8 @@ class MLP(nn.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         act = _ACTIVATIONS[self.activation]
         for h in self.hidden:
-            x = act(nn.Dense(h, kernel_init=orthogonal(np.sqrt(2.0)))(x))
-        return nn.Dense(self.out_dim, kernel_init=orthogonal(self.out_gain))(x)
+            x = act(nn.Dense(h, kernel_init=deferred_orthogonal(np.sqrt(2.0)))(x))
+        return nn.Dense(self.out_dim, kernel_init=deferred_orthogonal(self.out_gain))(x)
 
 
 def resolve_torso(torso: str, obs_shape: tuple[int, ...]) -> str:
@@ -119,6 +92,7 @@ class Torso(nn.Module):
         lead = obs.shape[: obs.ndim - self.obs_rank]
         if self.kind == "mlp":
             return obs.reshape(*lead, -1)
-        conv = PatchConv(16, (3, 3), orthogonal(np.sqrt(2.0)), name="Conv_0")  # nn.Conv's name
+        gain = np.sqrt(2.0)
+        conv = PatchConv(16, (3, 3), deferred_orthogonal(gain), name="Conv_0")  # nn.Conv's name
         x = nn.relu(conv(obs)).reshape(*lead, -1)
-        return nn.relu(nn.Dense(128, kernel_init=orthogonal(np.sqrt(2.0)))(x))
+        return nn.relu(nn.Dense(128, kernel_init=deferred_orthogonal(np.sqrt(2.0)))(x))

@@ -23,6 +23,7 @@ from vecpg.models.layers import (  # noqa: F401  (re-exported)
     resolve_torso,
 )
 from vecpg.models.obs_norm import RunningStats, init_stats
+from vecpg.models.orthogonal import orthogonalize
 from vecpg.models.recurrent import RecurrentActor, RecurrentCritic, zero_carry
 
 
@@ -132,7 +133,8 @@ def make_agent_for(spec: EnvSpec, c: Any) -> Agent:
 
 
 def init_agent_params(agent: Agent, key: jax.Array) -> AgentParams:
-    k_actor, k_critic = jax.random.split(key)
+    """Both networks' initial parameters; their orthogonal kernels drawn together."""
+    k_actor, k_critic, k_orth = jax.random.split(key, 3)
     dummy = jnp.zeros(agent.spec.obs_shape, jnp.float32)
     if agent.recurrent:
         carry, reset = zero_carry(agent.memory, agent.memory_size, ()), jnp.bool_(True)
@@ -140,6 +142,7 @@ def init_agent_params(agent: Agent, key: jax.Array) -> AgentParams:
         critic = agent.critic.init(k_critic, carry, dummy, reset)
     else:
         actor, critic = agent.actor.init(k_actor, dummy), agent.critic.init(k_critic, dummy)
+    actor, critic = orthogonalize((actor, critic), k_orth)
     return AgentParams(actor=actor, critic=critic, obs_stats=init_stats(agent.spec.obs_shape))
 
 

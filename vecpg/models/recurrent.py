@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 
 from vecpg.models.distributions import GaussianParams
-from vecpg.models.layers import MLP, Torso, orthogonal
+from vecpg.models.layers import MLP, Torso, deferred_orthogonal
 
 MEMORIES = ("none", "gru", "lstm")
 
@@ -41,7 +41,7 @@ def _cell(memory: str, size: int) -> nn.Module:
     (plain matmuls) rather than flax's (a QR, which jaxlib 0.10's CPU runtime can deadlock
     on when it is vmapped over seeds; `layers.gram_schmidt`)."""
     cls = nn.OptimizedLSTMCell if memory == "lstm" else nn.GRUCell
-    return cls(size, recurrent_kernel_init=orthogonal(1.0), name="core")
+    return cls(size, recurrent_kernel_init=deferred_orthogonal(1.0), name="core")
 
 
 class RecurrentActor(nn.Module):
