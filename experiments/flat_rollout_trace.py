@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import vecpg  # noqa: F401  (cores, cache)
 from vecpg.bench.throughput import cold_env_traces
 from vecpg.config import TrainConfig
-from vecpg.envs.wrappers import fresh_starts, start_unstarted, step_episode
+from vecpg.envs.wrappers import begin_pending, fresh_starts, step_episode
 from vecpg.models.networks import env_action, policy_dist
 from vecpg.training import execute
 from vecpg.training.rollout import rollout
@@ -41,26 +41,28 @@ def flat_rollout(p, params, env_state, keys, num_steps):
     """params, env_state, keys: leading [R]; the env step vmapped over R*B at once."""
     r, b = env_state.t.shape[:2]
     flat = lambda x: x.reshape(r * b, *x.shape[2:])  # noqa: E731
+    unflat = lambda x: x.reshape(r, b, *x.shape[1:])  # noqa: E731
     split = jax.vmap(jax.random.split)(keys)
     fresh = jax.vmap(lambda k: fresh_starts(p.env, k, b))(split[:, 0])
-    state = jax.vmap(start_unstarted)(env_state, fresh)
     fresh_flat = jax.tree.map(flat, fresh)
+    step = functools.partial(step_episode, defer_reset=True)
     step_keys = jax.vmap(lambda k: jax.random.split(k, num_steps))(split[:, 1])  # [R, T]
 
     def body(state, k):  # state leaves [R, B, ...], k [R]
+        state = jax.tree.map(unflat, jax.vmap(begin_pending)(jax.tree.map(flat, state), fresh_flat))
+
         def act(params, obs, k):
             dist = policy_dist(p.agent, params, obs, normalize_obs=p.static.normalize_obs)
             a = p.agent.dist.sample(k, dist)
             return a, p.agent.dist.log_prob(dist, a)
 
         action, log_prob = jax.vmap(act)(params, state.obs, k)
-        out = jax.vmap(step_episode, in_axes=(None, 0, 0, 0))(
-            p.env, jax.tree.map(flat, state), flat(env_action(p.agent, action)), fresh_flat
+        out = jax.vmap(step, in_axes=(None, 0, 0))(
+            p.env, jax.tree.map(flat, state), flat(env_action(p.agent, action))
         )
-        unflat = lambda x: x.reshape(r, b, *x.shape[1:])  # noqa: E731
         return jax.tree.map(unflat, out.state), (log_prob, unflat(out.reward))
 
-    return jax.lax.scan(body, state, jnp.moveaxis(step_keys, 1, 0))
+    return jax.lax.scan(body, env_state, jnp.moveaxis(step_keys, 1, 0))
 
 
 def timed(name, fn, *args):

@@ -48,6 +48,39 @@ def test_time_limit_truncates_without_terminating_and_resets():
     assert float(outs[5].finished_return) == 0.0
 
 
+def test_a_deferred_reset_leaves_the_env_pending_until_its_next_step_begins_it():
+    """The rollout's path: an ended episode leaves t = -1 (pending) and its state as it
+    ended; `begin_pending` then starts it at the given fresh start, and only it."""
+    from vecpg.envs.wrappers import begin_pending, unstarted_episodes
+
+    env = CountingEnv(term_at=2, max_steps=50)
+    fresh = EnvStep(jnp.int32(7), jnp.full((1,), 7.0), jnp.float32(0.0), jnp.bool_(False))
+    state = unstarted_episodes(env, jax.random.key(0), 1)
+    state = jax.tree.map(lambda x: x[0], state)
+    assert int(state.t) == -1
+    counts, ts = [], []
+    for _ in range(4):
+        state = begin_pending(state, fresh)
+        counts.append(int(state.env_state))
+        out = step_episode(env, state, jnp.int32(0), defer_reset=True)
+        ts.append(int(out.state.t))
+        state = out.state
+    # starts at 7: steps to 8, 9, 10 (never 2: no termination) ...
+    assert counts == [7, 8, 9, 10] and ts == [1, 2, 3, 4]
+    env = CountingEnv(term_at=9, max_steps=50)
+    state = jax.tree.map(lambda x: x[0], unstarted_episodes(env, jax.random.key(0), 1))
+    outs = []
+    for _ in range(3):
+        state = begin_pending(state, fresh)
+        outs.append(step_episode(env, state, jnp.int32(0), defer_reset=True))
+        state = outs[-1].state
+    # ... and with termination at 9: 7 -> 8, 8 -> 9 ends (pending, state kept), then 7 again
+    assert [bool(o.terminated) for o in outs] == [False, True, False]
+    assert int(outs[1].state.t) == -1 and int(outs[1].state.env_state) == 9
+    assert float(outs[1].finished_return) == 2.0 and float(outs[1].state.ep_return) == 0.0
+    assert int(outs[2].state.env_state) == 8 and int(outs[2].state.t) == 1
+
+
 def test_termination_is_not_truncation():
     outs = run(CountingEnv(term_at=3, max_steps=5), 4)
     assert [bool(o.terminated) for o in outs] == [False, False, True, False]

@@ -25,7 +25,7 @@ from vecpg.bench.timing import median_time
 from vecpg.config import TrainConfig
 from vecpg.envs import Env, EnvSpec, make_env_for, step_episode
 from vecpg.envs.registry import make_env
-from vecpg.envs.wrappers import fresh_starts, start_unstarted, unstarted_episodes
+from vecpg.envs.wrappers import begin_pending, fresh_starts, unstarted_episodes
 from vecpg.models.networks import init_agent_params, make_agent
 from vecpg.training.execute import (
     compiled_train,
@@ -61,15 +61,15 @@ def ceiling_lane(
     (so nothing is dead code)."""
     k_reset, key = jax.random.split(jax.random.wrap_key_data(key_data))
     state = unstarted_episodes(env, k_reset, num_envs)  # as the trainer: one reset program
-    step = jax.vmap(step_episode, in_axes=(None, 0, 0, 0))
+    step = jax.vmap(functools.partial(step_episode, defer_reset=True), in_axes=(None, 0, 0))
 
     def rollout(state, k):
         k_fresh, k_act = jax.random.split(k)
         fresh = fresh_starts(env, k_fresh, num_envs)
-        state = start_unstarted(state, fresh)
 
         def body(state, k):
-            out = step(env, state, random_actions(env.spec, k, num_envs), fresh)
+            state = jax.vmap(begin_pending)(state, fresh)
+            out = step(env, state, random_actions(env.spec, k, num_envs))
             return out.state, jnp.sum(out.reward)
 
         state, rewards = jax.lax.scan(body, state, jax.random.split(k_act, num_steps))

@@ -79,10 +79,10 @@ def reset_episode(env: Env, key: jax.Array) -> EpisodeState:
 
 
 def unstarted_episodes(env: Env, key: jax.Array, num_envs: int) -> EpisodeState:
-    """[num_envs] placeholders (zeros, t = -1) that the first rollout replaces with its
-    fresh starts (`start_unstarted`): the env's reset, often its biggest program piece
-    (a MuJoCo reset runs a full forward pass), is then compiled once, in the rollout,
-    and not again in the program that initialises a run."""
+    """[num_envs] placeholders (zeros, t = -1: pending) that the first rollout's first
+    step begins at its fresh starts (`begin_pending`): the env's reset, often its biggest
+    program piece (a MuJoCo reset runs a full forward pass), is then compiled once, in the
+    rollout, and not again in the program that initialises a run."""
     shapes = jax.eval_shape(jax.vmap(env.reset), jax.random.split(key, num_envs))
     zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
     return EpisodeState(
@@ -94,13 +94,15 @@ def unstarted_episodes(env: Env, key: jax.Array, num_envs: int) -> EpisodeState:
     )
 
 
-def start_unstarted(state: EpisodeState, fresh: EnvStep) -> EpisodeState:
-    """Envs of `state` [B] still unstarted (t < 0) begin at `fresh` [B]; others as they are."""
+def begin_pending(state: EpisodeState, fresh: EnvStep) -> EpisodeState:
+    """One env (vmap outside): if it is pending (t < 0: never started, or its episode
+    ended at its previous step), it begins at `fresh`; else it is as it was.
+
+    A rollout calls this before every step, so one select of the env's state serves both
+    the auto-reset and a run's first start: selecting at the end of the step, plus once
+    more for the first start, was twice the kernels (one per leaf: 61 on brax hopper)."""
     new = state.t < 0
-
-    def pick(a: jax.Array, b: jax.Array) -> jax.Array:
-        return jnp.where(new.reshape(new.shape + (1,) * (a.ndim - 1)), a, b)
-
+    pick = lambda a, b: jnp.where(new, a, b)  # noqa: E731
     return EpisodeState(
         env_state=jax.tree.map(pick, fresh.state, state.env_state),
         obs=pick(fresh.obs, state.obs),
@@ -111,21 +113,23 @@ def start_unstarted(state: EpisodeState, fresh: EnvStep) -> EpisodeState:
 
 
 def fresh_starts(env: Env, key: jax.Array, num_envs: int) -> EnvStep:
-    """[num_envs] freshly sampled initial states, for `step_episode(..., fresh=)`."""
+    """[num_envs] freshly sampled initial states, for `begin_pending`."""
     return jax.vmap(env.reset)(jax.random.split(key, num_envs))
 
 
 def step_episode(
-    env: Env, state: EpisodeState, action: jax.Array, fresh: EnvStep | None = None
+    env: Env, state: EpisodeState, action: jax.Array, *, defer_reset: bool = False
 ) -> EpisodeStep:
-    """Step, then reset if the episode ended (terminated, truncated or non-finite).
+    """Step; if the episode ended (terminated, truncated or non-finite), reset.
 
     A non-finite obs or reward is replaced by zeros and the step is treated as terminal:
     nothing is bootstrapped from it, and it is counted in `nonfinite`.
 
-    The reset state is `fresh` when given (the rollout samples one per env per
-    iteration: an env's reset costs as much as a step in brax, and under vmap a reset
-    computed only where needed would still run everywhere), else sampled here.
+    With `defer_reset`, an ended env is left pending (t = -1) instead, for the rollout's
+    next step to begin at its fresh start (`begin_pending`: the rollout samples one per
+    env per rollout, since an env's reset costs as much as a step in brax, and under vmap
+    a reset computed only where needed would still run everywhere). Else a reset is
+    sampled here.
     """
     ts = env.step(state.env_state, action)
     nonfinite = ~(jnp.all(jnp.isfinite(ts.obs)) & jnp.isfinite(ts.reward))
@@ -137,15 +141,18 @@ def step_episode(
     done = terminated | truncated
     ep_return = state.ep_return + reward
 
-    key = state.key
-    if fresh is None:  # the key is only needed (and split) when resets are sampled here
+    pick = lambda new, old: jnp.where(done, new, old)  # noqa: E731
+    if defer_reset:
+        env_state, obs, key, t_next = ts.state, next_obs, state.key, pick(jnp.int32(-1), t)
+    else:
         key, sub = jax.random.split(state.key)
         fresh = env.reset(sub)
-    pick = lambda new, old: jnp.where(done, new, old)  # noqa: E731
+        env_state = jax.tree.map(pick, fresh.state, ts.state)
+        obs, t_next = pick(fresh.obs, next_obs), pick(jnp.int32(0), t)
     new_state = EpisodeState(
-        env_state=jax.tree.map(pick, fresh.state, ts.state),
-        obs=pick(fresh.obs, next_obs),
-        t=pick(jnp.int32(0), t),
+        env_state=env_state,
+        obs=obs,
+        t=t_next,
         ep_return=pick(jnp.float32(0.0), ep_return),
         key=key,
     )

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from vecpg.envs.protocol import Env, EnvStep
-from vecpg.envs.wrappers import EpisodeState, fresh_starts, start_unstarted, step_episode
+from vecpg.envs.wrappers import EpisodeState, begin_pending, fresh_starts, step_episode
 from vecpg.models.networks import Agent, AgentParams, env_action, policy_step
 
 
@@ -39,18 +40,20 @@ def actor_step(
     *,
     normalize_obs: bool,
 ) -> tuple[tuple[EpisodeState, Any], Transition]:
-    """One step of B envs: sample a ~ pi(.|s), step, auto-reset (to `fresh` [B] if
-    given). env_state: [B]; carry: the actor core's state [B, H] (None: feed-forward),
-    reset to zeros where an episode starts (t == 0) before it reads s_t."""
+    """One step of B envs: begin pending envs at `fresh` [B] (if given; else resets are
+    sampled as episodes end), sample a ~ pi(.|s), step. env_state: [B]; carry: the
+    actor core's state [B, H] (None: feed-forward), reset to zeros where an episode
+    starts (t == 0) before it reads s_t."""
+    if fresh is not None:
+        env_state = jax.vmap(begin_pending)(env_state, fresh)
     reset = env_state.t == 0
     carry, dist = policy_step(
         agent, params, carry, env_state.obs, reset, normalize_obs=normalize_obs
     )
     action = agent.dist.sample(key, dist)
     log_prob = agent.dist.log_prob(dist, action)
-    out = jax.vmap(step_episode, in_axes=(None, 0, 0, 0))(
-        env, env_state, env_action(agent, action), fresh
-    )
+    step = functools.partial(step_episode, defer_reset=fresh is not None)
+    out = jax.vmap(step, in_axes=(None, 0, 0))(env, env_state, env_action(agent, action))
     return (out.state, carry), Transition(
         obs=env_state.obs,
         action=action,
@@ -80,11 +83,10 @@ def rollout(
     """num_steps actor steps -> (final env state [B], final actor core state [B, H] (None
     for a feed-forward agent), Transition [T, B]). `carry`: the core's state at the
     start. Envs that end during the rollout restart from initial states sampled once for
-    this rollout; unstarted envs (`unstarted_episodes`, a run's first rollout) begin at
-    them."""
+    this rollout, at their next step; so do envs still pending from the last rollout or
+    never started (`unstarted_episodes`)."""
     k_reset, k_steps = jax.random.split(key)
     fresh = fresh_starts(env, k_reset, env_state.t.shape[0])
-    env_state = start_unstarted(env_state, fresh)
 
     def body(loop, k):
         state, c = loop
