@@ -142,7 +142,8 @@ class CheckpointStore:
                 held.discard = True
                 raise ConfigError(
                     "invalid resume: the checkpoint does not match this run's config.json "
-                    "(state shapes differ; was config.json edited?)"
+                    "(state shapes differ: was config.json edited, or was the run saved by "
+                    "another vecpg version?)"
                 )
             target = {
                 "state": {
