@@ -95,4 +95,4 @@ class Torso(nn.Module):
         gain = np.sqrt(2.0)
         conv = PatchConv(16, (3, 3), deferred_orthogonal(gain), name="Conv_0")  # nn.Conv's name
         x = nn.relu(conv(obs)).reshape(*lead, -1)
-        return nn.relu(nn.Dense(128, kernel_init=deferred_orthogonal(np.sqrt(2.0)))(x))
+        return nn.relu(nn.Dense(128, kernel_init=deferred_orthogonal(gain))(x))

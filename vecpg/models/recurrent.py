@@ -39,7 +39,7 @@ def reset_carry(carry: Any, reset: jax.Array) -> Any:
 def _cell(memory: str, size: int) -> nn.Module:
     """flax's cell with its defaults, except the recurrent kernels' orthogonal init: vecpg's
     (plain matmuls) rather than flax's (a QR, which jaxlib 0.10's CPU runtime can deadlock
-    on when it is vmapped over seeds; `layers.gram_schmidt`)."""
+    on when it is vmapped over seeds; `vecpg.models.orthogonal.gram_schmidt`)."""
     cls = nn.OptimizedLSTMCell if memory == "lstm" else nn.GRUCell
     return cls(size, recurrent_kernel_init=deferred_orthogonal(1.0), name="core")
 

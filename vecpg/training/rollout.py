@@ -36,23 +36,22 @@ def actor_step(
     env_state: EpisodeState,
     carry: Any,
     key: jax.Array,
-    fresh: EnvStep | None = None,
+    fresh: EnvStep,
     *,
     normalize_obs: bool,
 ) -> tuple[tuple[EpisodeState, Any], Transition]:
-    """One step of B envs: begin pending envs at `fresh` [B] (if given; else resets are
-    sampled as episodes end), sample a ~ pi(.|s), step. env_state: [B]; carry: the
-    actor core's state [B, H] (None: feed-forward), reset to zeros where an episode
-    starts (t == 0) before it reads s_t."""
-    if fresh is not None:
-        env_state = jax.vmap(begin_pending)(env_state, fresh)
+    """One step of B envs: begin pending envs at `fresh` [B], sample a ~ pi(.|s), step
+    (an ended env is left pending). env_state: [B]; carry: the actor core's state [B, H]
+    (None: feed-forward), reset to zeros where an episode starts (t == 0) before it
+    reads s_t."""
+    env_state = jax.vmap(begin_pending)(env_state, fresh)
     reset = env_state.t == 0
     carry, dist = policy_step(
         agent, params, carry, env_state.obs, reset, normalize_obs=normalize_obs
     )
     action = agent.dist.sample(key, dist)
     log_prob = agent.dist.log_prob(dist, action)
-    step = functools.partial(step_episode, defer_reset=fresh is not None)
+    step = functools.partial(step_episode, defer_reset=True)
     out = jax.vmap(step, in_axes=(None, 0, 0))(env, env_state, env_action(agent, action))
     return (out.state, carry), Transition(
         obs=env_state.obs,
