@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 import flax.struct
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from vecpg.algos import Batch, Updater, make_updater
 from vecpg.algos.objectives import actor_dist
@@ -285,8 +286,12 @@ def run_iterations(
     iterate = functools.partial(lanes_iteration, static, step, last)
     shapes = jax.eval_shape(iterate, state, hp, lanes, start)[1]
     zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
-    buf0 = jax.tree.map(lambda s: jnp.zeros((static.log_every, *s.shape), s.dtype), shapes)
+    # the host buffer holds the packed metrics, unpacked on the host: a buffer (and a
+    # gather for the callback) per metric was two kernels each for XLA to compile
+    packed_shapes = jax.eval_shape(pack_metrics, shapes)
+    buf0 = jax.tree.map(lambda s: jnp.zeros((static.log_every, *s.shape), s.dtype), packed_shapes)
     masked = static.num_iterations % length != 0
+    on_host = None if progress is None else functools.partial(unpacked_progress, progress, shapes)
 
     def body(carry, it):
         state, buf = carry
@@ -296,22 +301,19 @@ def run_iterations(
             )
         else:
             state, metrics = iterate(state, hp, lanes, it)
-        if progress is not None:
+        packed = pack_metrics(metrics)
+        if on_host is not None:
             slot = it % static.log_every
-            buf = jax.tree.map(lambda b, m: b.at[slot].set(m), buf, metrics)
+            buf = jax.tree.map(lambda b, m: b.at[slot].set(m), buf, packed)
             flush = (slot == static.log_every - 1) | (it == last) | (it == start + length - 1)
             jax.lax.cond(
                 flush & (it <= last),
-                lambda: jax.debug.callback(progress, *replicated((lanes, it, buf))),
+                lambda: jax.debug.callback(on_host, *replicated((lanes, it, buf))),
                 lambda: None,
             )
-        return (state, buf), metrics
+        return (state, buf), packed
 
-    def packed_body(carry, it):
-        carry, metrics = body(carry, it)
-        return carry, pack_metrics(metrics)
-
-    (state, _), packed = jax.lax.scan(packed_body, (state, buf0), start + jnp.arange(length))
+    (state, _), packed = jax.lax.scan(body, (state, buf0), start + jnp.arange(length))
     return state, unpack_metrics(packed, shapes)
 
 
@@ -378,19 +380,34 @@ def pack_metrics(metrics: Metrics) -> dict[str, jax.Array]:
     return out | {key: jnp.stack(leaves, axis=-1) for key, leaves in groups.items()}
 
 
-def unpack_metrics(packed: dict[str, jax.Array], shapes: Metrics) -> Metrics:
-    """`pack_metrics` outputs stacked over T iterations ([T, R, M]) -> the metric
-    leaves, lanes first ([R, T, ...])."""
+def metric_columns(packed: dict[str, Any], shapes: Metrics) -> dict[str, Any]:
+    """`pack_metrics` outputs stacked over T iterations ([T, R, M]; jax or numpy arrays)
+    -> the metric leaves, as stacked ([T, R, ...])."""
     index: dict[str, int] = {}
     out = {}
     for name in sorted(shapes):
         if shapes[name].ndim != 1:
-            out[name] = jnp.moveaxis(packed[name], 0, 1)
+            out[name] = packed[name]
             continue
         key = f"packed:{shapes[name].dtype}"
         k = index[key] = index.get(key, -1) + 1
-        out[name] = jnp.moveaxis(packed[key][..., k], 0, 1)
+        out[name] = packed[key][..., k]
     return out
+
+
+def unpack_metrics(packed: dict[str, jax.Array], shapes: Metrics) -> Metrics:
+    """`pack_metrics` outputs stacked over T iterations ([T, R, M]) -> the metric
+    leaves, lanes first ([R, T, ...])."""
+    return {k: jnp.moveaxis(v, 0, 1) for k, v in metric_columns(packed, shapes).items()}
+
+
+def unpacked_progress(
+    progress: ProgressFn, shapes: Metrics, lanes: Any, iteration: Any, buffer: dict[str, Any]
+) -> None:
+    """On the host: `progress` with the [log_every, R] buffer of each metric, taken from
+    the packed buffer ([log_every, R, M] per dtype)."""
+    columns = metric_columns({k: np.asarray(v) for k, v in buffer.items()}, shapes)
+    progress(lanes, iteration, columns)
 
 
 def replicated(tree: Any) -> Any:
