@@ -183,6 +183,23 @@ def test_gymnax_time_limit_is_a_truncation_through_the_wrappers():
     assert int(t[199]) == 0 and int(t[200]) == 1  # a fresh episode after the limit
 
 
+def test_a_gymnax_step_splits_its_key_only_when_it_draws():
+    """CartPole's step draws nothing: it gets its key unsplit (a split nobody reads is
+    still compiled), and its result does not depend on it; Acrobot's step adds noise
+    and splits it as gymnax's own step does."""
+    cartpole, acrobot = make_env("gymnax/CartPole-v1"), make_env("gymnax/Acrobot-v1")
+    assert (cartpole._step_draws, acrobot._step_draws) == (False, True)
+    ts = cartpole.reset(jax.random.key(3))
+    out = cartpole.step(ts.state, jnp.int32(1))
+    assert bool(jnp.all(jax.random.key_data(out.state.key) == jax.random.key_data(ts.state.key)))
+    other = cartpole.step(ts.state.replace(key=jax.random.key(4)), jnp.int32(1))
+    np.testing.assert_array_equal(np.asarray(out.obs), np.asarray(other.obs))  # key unread
+    ts = acrobot.reset(jax.random.key(3))
+    out = acrobot.step(ts.state, jnp.int32(1))
+    want = jax.random.split(ts.state.key)[0]
+    assert bool(jnp.all(jax.random.key_data(out.state.key) == jax.random.key_data(want)))
+
+
 @pytest.mark.parametrize("env", [n for n in vecpg.envs.env_names() if n.startswith("gymnax/")])
 def test_every_gymnax_env_trains(env):
     """Observations of every rank (MinAtar's [10, 10, C] images get the conv torso,

@@ -8,6 +8,7 @@ from typing import Any
 
 import flax.struct
 import jax
+import jax.extend.core
 import jax.numpy as jnp
 
 from vecpg.envs.protocol import EnvSpec, EnvStep
@@ -56,6 +57,7 @@ class GymnaxEnv:
             max_episode_steps=int(self._params.max_steps_in_episode),
         )
         self._action_shape = tuple(act.shape) if not discrete else ()
+        self._step_draws = step_reads_key(self._env, self._params)
 
     def reset(self, key: jax.Array) -> EnvStep:
         key, sub = jax.random.split(key)
@@ -68,7 +70,9 @@ class GymnaxEnv:
         )
 
     def step(self, state: GymnaxState, action: jax.Array) -> EnvStep:
-        key, sub = jax.random.split(state.key)
+        # a deterministic step (CartPole's) is given its key unsplit: a split nobody reads
+        # is still compiled, and in the rollout's body (a threefry loop, 9 kernels)
+        key, sub = jax.random.split(state.key) if self._step_draws else (state.key, state.key)
         if not self.spec.discrete:
             action = action.reshape(self._action_shape)
         obs, env_state, reward, terminated, _ = self._env.step_env(
@@ -102,3 +106,16 @@ class GymnaxEnv:
             raise ConfigError(
                 f"invalid env={self.spec.name!r}: gymnax cannot draw it ({reason})"
             ) from None
+
+
+def step_reads_key(env: Any, params: Any) -> bool:
+    """Whether gymnax's `env.step_env` reads its key (draws random numbers), from its
+    jaxpr at the env's reset state."""
+    key = jax.random.key(0)
+    _, state = jax.eval_shape(env.reset_env, key, params)
+    action = jax.eval_shape(env.action_space(params).sample, key)
+    closed = jax.make_jaxpr(lambda k, s, a: env.step_env(k, s, a, params))(key, state, action)
+    jaxpr = closed.jaxpr
+    key_var = jaxpr.invars[0]
+    used = {v for eqn in jaxpr.eqns for v in eqn.invars if isinstance(v, jax.extend.core.Var)}
+    return key_var in used or key_var in jaxpr.outvars
