@@ -11,6 +11,7 @@ lane's results.
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import functools
 import math
@@ -252,19 +253,23 @@ def _compile_pair(
             out_shardings=shardings,
             compiler_options=options,
         ).lower(keys, hp)
-        state = jax.tree.map(
-            lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh),
-            init.out_info,
-            shardings,
-        )
-        run = jax.jit(
-            functools.partial(fns.run, length=length),
-            in_shardings=(shardings, sharding, sharding, replicated),
-            out_shardings=(shardings, sharding),
-            donate_argnums=0,
-            compiler_options=options,
-        ).lower(state, hp, lanes, jax.ShapeDtypeStruct((), jnp.int32, sharding=replicated))
-        return init.compile(), run.compile()
+        # XLA compiles the init program (without the GIL) while Python traces the run
+        # program: the CartPole demo's compile fell by 0.2-0.9 s (2 cores)
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            init_compiled = pool.submit(init.compile)
+            state = jax.tree.map(
+                lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh),
+                init.out_info,
+                shardings,
+            )
+            run = jax.jit(
+                functools.partial(fns.run, length=length),
+                in_shardings=(shardings, sharding, sharding, replicated),
+                out_shardings=(shardings, sharding),
+                donate_argnums=0,
+                compiler_options=options,
+            ).lower(state, hp, lanes, jax.ShapeDtypeStruct((), jnp.int32, sharding=replicated))
+            return init_compiled.result(), run.compile()
 
 
 def _global(x: np.ndarray, sharding: NamedSharding) -> jax.Array:

@@ -111,7 +111,10 @@ def program_options(config: HasOptionFields) -> dict[str, bool | int] | None:
 
 @functools.cache
 def known_options(options: tuple[tuple[str, bool | int], ...]) -> tuple:
-    """The options this XLA accepts (each tried on a trivial program, once a process)."""
+    """The options this XLA accepts, tried on a trivial program once a process: all at
+    once, then one by one only if XLA refuses some."""
+    if not options or _accepted(dict(options)):
+        return options
     return tuple(item for item in options if _accepted(dict([item])))
 
 
