@@ -183,7 +183,8 @@ def minibatch_epochs(
     def packed_step(c, mb):
         c, metrics = step_fn(c, mb)
         names = sorted(metrics)
-        return c, (names, jnp.stack([metrics[k] for k in names]))
+        stacked = jnp.stack([metrics[k] for k in names]) if names else jnp.zeros(0)
+        return c, (names, stacked)
 
     def epoch(c, k):
         perm = jax.random.permutation(k, n)

@@ -230,7 +230,10 @@ def train_iteration(
         flat_obs = traj.obs.reshape(-1, *traj.obs.shape[2:])
         params = dataclasses.replace(params, obs_stats=update_stats(params.obs_stats, flat_obs))
 
-    diverged = state.diverged | ~all_finite((params, upd_metrics))
+    # the update's scalar metrics checked as one vector: a check reads its leaves whole,
+    # and per metric that was a slice of the update's means for XLA to compile
+    scalars = [jnp.asarray(m, jnp.float32) for m in upd_metrics.values()]
+    diverged = state.diverged | ~all_finite((params, jnp.stack(scalars) if scalars else None))
     n_done, mean_return, mean_length = finished_episode_stats(traj)
     last_return = jnp.where(n_done > 0, mean_return, state.last_return)
     last_length = jnp.where(n_done > 0, mean_length, state.last_length)
