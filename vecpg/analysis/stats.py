@@ -13,7 +13,6 @@ import warnings
 from collections.abc import Sequence
 
 import numpy as np
-import scipy.stats
 
 
 def _finite_columns(scores: np.ndarray) -> list[np.ndarray]:
@@ -82,6 +81,8 @@ def iqm(scores: np.ndarray) -> float:
     x = x[~np.isnan(x)]
     if x.size == 0:
         return float("nan")
+    import scipy.stats  # here: importing it costs every vecpg process about a second
+
     return float(scipy.stats.trim_mean(x, proportiontocut=0.25))
 
 

@@ -18,7 +18,6 @@ import warnings
 from typing import NamedTuple
 
 import numpy as np
-import scipy.stats
 
 ALPHA = 0.05
 TARGET_POWER = 0.8
@@ -50,6 +49,8 @@ def seeds_needed(
     (see the module docstring). NaN scores (no score) are left out; with fewer than 2
     scores on a side there is no estimate. n runs from 2 upwards and stops at the first
     n that reaches the target."""
+    import scipy.stats  # here: importing it costs every vecpg process about a second
+
     x = np.asarray(x, np.float64).ravel()
     y = np.asarray(y, np.float64).ravel()
     x, y = x[~np.isnan(x)], y[~np.isnan(y)]
@@ -73,5 +74,7 @@ def normal_theory_seeds(
     sigma: float, delta: float, alpha: float = ALPHA, target: float = TARGET_POWER
 ) -> float:
     """n = 2 (z_{1-alpha/2} + z_target)^2 sigma^2 / delta^2 (two-sided z-test)."""
+    import scipy.stats
+
     z = scipy.stats.norm.ppf(1 - alpha / 2) + scipy.stats.norm.ppf(target)
     return float(2 * z**2 * sigma**2 / delta**2)
