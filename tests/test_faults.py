@@ -17,11 +17,12 @@ import numpy as np
 import pytest
 
 import vecpg
+from tests.conftest import FAST_COMPILE, FAST_COMPILE_CONFIG
 
 TINY = ["--num-envs", "4", "--num-steps", "16", "--total-steps", "640", "--hidden", "8",
-        "--seeds", "2", "--no-progress"]  # fmt: skip
+        "--seeds", "2", "--no-progress", *FAST_COMPILE]  # fmt: skip
 LONG = ["--num-envs", "4", "--num-steps", "32", "--total-steps", "3000000", "--hidden", "8",
-        "--seeds", "2", "--log-every", "5"]  # fmt: skip
+        "--seeds", "2", "--log-every", "5", *FAST_COMPILE]  # fmt: skip
 
 
 def vecpg_cli(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -50,7 +51,8 @@ def snapshot(d: Path) -> dict[str, bytes]:
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory) -> Path:
     run = tmp_path_factory.mktemp("faults") / "run"
-    vecpg.train(vecpg.TrainConfig(num_envs=4, num_steps=16, total_steps=640, hidden=(8,)),
+    vecpg.train(vecpg.TrainConfig(num_envs=4, num_steps=16, total_steps=640, hidden=(8,),
+                                  **FAST_COMPILE_CONFIG),
                 seeds=2, run_dir=run, checkpoint_every=20)  # fmt: skip
     return run
 
@@ -93,7 +95,8 @@ def test_overwrite_never_replaces_the_current_directory(tmp_path, finished_run):
 
 def test_overwrite_replaces_a_vecpg_run_whole(tmp_path, finished_run):
     run = tmp_path / "old"
-    vecpg.train(vecpg.TrainConfig(num_envs=4, num_steps=16, total_steps=640, hidden=(8,)),
+    vecpg.train(vecpg.TrainConfig(num_envs=4, num_steps=16, total_steps=640, hidden=(8,),
+                                  **FAST_COMPILE_CONFIG),
                 seeds=1, run_dir=run)  # fmt: skip
     (run / "stale.txt").write_text("from the old run")
     proc = vecpg_cli("sweep", *TINY, "--grid", "lr=1e-3,3e-4", "--out", "old", "--overwrite",
@@ -154,7 +157,7 @@ def test_ctrl_c_in_the_python_api_raises_training_interrupted(tmp_path):
     code = (
         "import vecpg\n"
         "cfg = vecpg.TrainConfig(num_envs=4, num_steps=32, total_steps=3_000_000, hidden=(8,),"
-        " log_every=5)\n"
+        " log_every=5, cpu_opt_level=0, cpu_fusion_emitters=False)\n"
         "try:\n"
         "    vecpg.train(cfg, seeds=2, progress=True)\n"
         "except vecpg.TrainingInterrupted as e:\n"
@@ -372,7 +375,8 @@ def test_mjx_backend_checkpoints_and_resumes_exactly(tmp_path):
     import shutil
 
     cfg = vecpg.TrainConfig(env="brax/inverted_pendulum", backend="mjx", num_envs=4,
-                            num_steps=16, total_steps=256, hidden=(8,))  # fmt: skip
+                            num_steps=16, total_steps=256, hidden=(8,),
+                            **FAST_COMPILE_CONFIG)  # fmt: skip
     run = tmp_path / "mjx"
     full = vecpg.train(cfg, seeds=1, run_dir=run, checkpoint_every=2)
     (run / "summary.json").unlink()

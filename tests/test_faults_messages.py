@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 import vecpg
+from tests.conftest import FAST_COMPILE_CONFIG
 from tests.test_faults import TINY, one_error_line, small_filesystem, snapshot, vecpg_cli
 from vecpg.cli import COMMANDS
 from vecpg.errors import ConfigError
@@ -28,7 +29,8 @@ COMMAND_LIST = "commands: " + ", ".join(COMMANDS)  # train, sweep, ..., eval, re
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory) -> Path:
     run = tmp_path_factory.mktemp("messages") / "run"
-    vecpg.train(vecpg.TrainConfig(num_envs=4, num_steps=16, total_steps=640, hidden=(8,)),
+    vecpg.train(vecpg.TrainConfig(num_envs=4, num_steps=16, total_steps=640, hidden=(8,),
+                                  **FAST_COMPILE_CONFIG),
                 seeds=2, run_dir=run)  # fmt: skip
     return run
 

@@ -27,16 +27,17 @@ import pytest
 
 import vecpg
 import vecpg.training.execute
+from tests.conftest import FAST_COMPILE, FAST_COMPILE_CONFIG
 from tests.test_faults import one_error_line, snapshot, vecpg_cli
 
 ROOT = Path(__file__).parents[1]
 # 100 iterations of 4 envs x 16 steps in chunks of 5: one compiled program for most tests.
 MID = ["--num-envs", "4", "--num-steps", "16", "--total-steps", "6400", "--hidden", "8",
-       "--seeds", "2", "--log-every", "5"]  # fmt: skip
+       "--seeds", "2", "--log-every", "5", *FAST_COMPILE]  # fmt: skip
 MID_CONFIG = vecpg.TrainConfig(num_envs=4, num_steps=16, total_steps=6400, hidden=(8,),
-                               log_every=5)  # fmt: skip
+                               log_every=5, **FAST_COMPILE_CONFIG)  # fmt: skip
 LONG = ["--num-envs", "4", "--num-steps", "32", "--total-steps", "3000000", "--hidden", "8",
-        "--seeds", "2", "--log-every", "5"]  # fmt: skip
+        "--seeds", "2", "--log-every", "5", *FAST_COMPILE]  # fmt: skip
 
 # Signals itself (SIG, from sys.argv[1]) just before compiled chunk number AT runs (0: in
 # Results.save instead; "twice": a second time 0.3 s later; "inside": twice, from another
@@ -87,7 +88,8 @@ def save_and_signal(self, *a, **k):
 vecpg.run.rundir.Results.save = save_and_signal
 atexit.register(lambda: print(f"chunks run: {ran[0]}", flush=True))
 if sys.argv[3] == "api":
-    cfg = vecpg.TrainConfig(num_envs=4, num_steps=16, total_steps=6400, hidden=(8,), log_every=5)
+    cfg = vecpg.TrainConfig(num_envs=4, num_steps=16, total_steps=6400, hidden=(8,), log_every=5,
+                            cpu_opt_level=0, cpu_fusion_emitters=False)
     if "long" in sys.argv:  # one chunk of 2000 iterations, seconds long
         cfg = vecpg.TrainConfig(num_envs=4, num_steps=16, total_steps=128000, hidden=(8,),
                                 log_every=2000)
@@ -318,7 +320,8 @@ def test_a_busy_coordinator_port_is_one_line(tmp_path):
 def unfinished_run(tmp_path_factory) -> Path:
     """A checkpointed run whose summary.json is gone, as if it was killed at the end."""
     run = tmp_path_factory.mktemp("resume") / "run"
-    vecpg.train(vecpg.TrainConfig(num_envs=4, num_steps=16, total_steps=640, hidden=(8,)),
+    vecpg.train(vecpg.TrainConfig(num_envs=4, num_steps=16, total_steps=640, hidden=(8,),
+                                  **FAST_COMPILE_CONFIG),
                 seeds=2, run_dir=run, checkpoint_every=5)  # fmt: skip
     (run / "summary.json").unlink()
     return run
