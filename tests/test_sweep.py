@@ -14,11 +14,17 @@ import numpy as np
 import pytest
 
 import vecpg
+from tests.conftest import FAST_COMPILE_CONFIG
 from vecpg.run.api import sweep
 from vecpg.run.launch import parse_grid_args
 
 TINY = vecpg.TrainConfig(
-    env="gymnax/CartPole-v1", num_envs=4, num_steps=16, total_steps=640, hidden=(16,)
+    env="gymnax/CartPole-v1",
+    num_envs=4,
+    num_steps=16,
+    total_steps=640,
+    hidden=(16,),
+    **FAST_COMPILE_CONFIG,
 )
 GRID = {"learning_rate": [3e-4, 1e-3], "clip_eps": [0.1, 0.3]}
 
