@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 
+from tests.conftest import FAST_COMPILE
 from vecpg.cli import main
 
 
@@ -16,7 +17,7 @@ def test_envs_lists_spaces(capsys):
 
 
 def test_bench_quick_writes_positive_finite_numbers(tmp_path, capsys):
-    assert main(["bench", "--quick", "--out", str(tmp_path)]) == 0
+    assert main(["bench", "--quick", *FAST_COMPILE, "--out", str(tmp_path)]) == 0
     r = json.loads((tmp_path / "bench.json").read_text())
     assert r["machine"].startswith(("CPU", "GPU"))
     assert set(r["ceiling"]) == {"compile_s", "env_steps_per_s"}
