@@ -38,7 +38,8 @@ import vecpg
 from vecpg.training.execute import compiled_train, plan_lanes
 
 cfg = vecpg.TrainConfig(env="gymnax/CartPole-v1", num_envs=8, num_steps=16,
-                        total_steps=8 * 16 * 6, hidden=(16,), **json.loads(sys.argv[1]))
+                        total_steps=8 * 16 * 6, hidden=(16,), cpu_opt_level=0,
+                        cpu_fusion_emitters=False, **json.loads(sys.argv[1]))
 seeds = [3, 5]
 plan = plan_lanes(seeds, [cfg.hparams()] * 2, None, cfg.num_envs)
 hlo = compiled_train(cfg.static(), plan.chunk, plan.env_devices).as_text()
