@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import vecpg
+from tests.conftest import FAST_COMPILE_CONFIG
 from vecpg.analysis.evaluate import episode_keys, evaluate
 from vecpg.cli import main
 from vecpg.envs import make_env, reset_episode, step_episode
@@ -20,7 +21,8 @@ pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("mujoco_playground") is None, reason="needs vecpg[playground]"
 )
 CARTPOLE = "playground/CartpoleBalance"
-TINY = vecpg.TrainConfig(env=CARTPOLE, num_envs=4, num_steps=16, total_steps=320, hidden=(16,))
+TINY = vecpg.TrainConfig(env=CARTPOLE, num_envs=4, num_steps=16, total_steps=320, hidden=(16,),
+                         **FAST_COMPILE_CONFIG)  # fmt: skip
 
 
 def test_cartpole_balance_follows_the_protocol_and_truncates_at_1000():
