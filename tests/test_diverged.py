@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import json
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 import vecpg
 from vecpg.cli import main
 from vecpg.run.rundir import diverged_at, scored_final_returns
+from vecpg.training.trainer import all_finite
 
 # Pendulum: every return is negative (a good policy scores about -150), so the old
 # guard's one-step "episodes" of return 0 would have ranked a diverged lane first.
@@ -119,3 +122,15 @@ def test_an_all_diverged_run_is_reported_as_diverged_and_never_ranks_first(tmp_p
     text = (report / "report.md").read_text()
     assert "| gymnax/Pendulum-v1 | bad | 2 | diverged |" in text
     assert "| bad | - | 0.00 |" in text and "| good | 1.00 | - |" in text
+
+
+def test_all_finite_reads_arrays_and_scalars_of_every_float_dtype():
+    """The check stacks scalars (an update's metrics) and ravels arrays; a NaN or inf in
+    either, in any float dtype, is caught; integer leaves are not floats to check."""
+    check = jax.jit(all_finite)
+    ok = {"w": jnp.ones((3, 2)), "m": {"loss": jnp.float32(1.0), "n": jnp.int32(7)},
+          "h": jnp.bfloat16(2.0)}  # fmt: skip
+    assert bool(check(ok)) and bool(check({})) and bool(check({"n": jnp.int32(-1)}))
+    assert not bool(check({**ok, "m": {"loss": jnp.float32(jnp.nan), "n": jnp.int32(7)}}))
+    assert not bool(check({**ok, "w": jnp.ones((3, 2)).at[2, 1].set(jnp.inf)}))
+    assert not bool(check({**ok, "h": jnp.bfloat16(jnp.inf)}))

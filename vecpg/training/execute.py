@@ -254,7 +254,9 @@ def _compile_pair(
             compiler_options=options,
         ).lower(keys, hp)
         # XLA compiles the init program (without the GIL) while Python traces the run
-        # program: the CartPole demo's compile fell by 0.2-0.9 s (2 cores)
+        # program: the CartPole demo's two programs, alternating, 8.0-8.4 s against
+        # 8.3-9.3 s in turn (2026-12-01, 2-core AMD EPYC); the whole CLI's compile moved
+        # within that box's noise
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
             init_compiled = pool.submit(init.compile)
             state = jax.tree.map(

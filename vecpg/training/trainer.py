@@ -183,6 +183,13 @@ def all_finite(tree: Any) -> jax.Array:
     one flat array: a check per leaf is two kernels each for XLA to compile (27 against 4
     for a 64 x 64 actor-critic's parameters)."""
     leaves = [x for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.floating)]
+    # Scalars (an update's metrics) go in stacked per dtype: the barrier materialises what
+    # it holds, and a scalar sliced out of a vector of means was a kernel each.
+    scalars: dict[Any, list[jax.Array]] = {}
+    for x in leaves:
+        if x.ndim == 0:
+            scalars.setdefault(x.dtype, []).append(x)
+    leaves = [x for x in leaves if x.ndim] + [jnp.stack(xs) for xs in scalars.values()]
     # The barrier keeps XLA from fusing the leaves' producers into the check: that changed
     # how they were compiled, and a chunk length then moved their last bits.
     leaves = jax.lax.optimization_barrier(leaves)
@@ -230,10 +237,7 @@ def train_iteration(
         flat_obs = traj.obs.reshape(-1, *traj.obs.shape[2:])
         params = dataclasses.replace(params, obs_stats=update_stats(params.obs_stats, flat_obs))
 
-    # the update's scalar metrics checked as one vector: a check reads its leaves whole,
-    # and per metric that was a slice of the update's means for XLA to compile
-    scalars = [jnp.asarray(m, jnp.float32) for m in upd_metrics.values()]
-    diverged = state.diverged | ~all_finite((params, jnp.stack(scalars) if scalars else None))
+    diverged = state.diverged | ~all_finite((params, upd_metrics))
     n_done, mean_return, mean_length = finished_episode_stats(traj)
     last_return = jnp.where(n_done > 0, mean_return, state.last_return)
     last_length = jnp.where(n_done > 0, mean_length, state.last_length)
