@@ -13,16 +13,18 @@ import numpy as np
 import pytest
 
 import vecpg
+from tests.conftest import FAST_COMPILE, FAST_COMPILE_CONFIG
 from vecpg.cli import main
 from vecpg.errors import ConfigError
 
-# Long enough (640 iterations, a few seconds) that a kill lands mid-run.
+# Long enough (640 iterations, a few seconds) that a kill lands mid-run; compiled fast.
 CKPT_ARGS = [
     "--num-envs", "4", "--num-steps", "32", "--total-steps", "81920", "--hidden", "16",
     "--seeds", "2", "--checkpoint-every", "20", "--log-every", "5", "--no-progress",
+    *FAST_COMPILE,
 ]  # fmt: skip
 CKPT_CONFIG = vecpg.TrainConfig(
-    num_envs=4, num_steps=32, total_steps=81920, hidden=(16,), log_every=5
+    num_envs=4, num_steps=32, total_steps=81920, hidden=(16,), log_every=5, **FAST_COMPILE_CONFIG
 )
 TINY = vecpg.TrainConfig(num_envs=4, num_steps=16, total_steps=640, hidden=(16,), log_every=3)
 

@@ -7,6 +7,7 @@ import pytest
 
 import vecpg
 import vecpg.envs
+from tests.conftest import FAST_COMPILE_CONFIG
 from vecpg.envs import EnvSpec, EnvStep, make_env, reset_episode, step_episode
 from vecpg.errors import ConfigError
 from vecpg.models.obs_norm import init_stats, normalize_obs, update_stats
@@ -125,9 +126,10 @@ def test_adapters_follow_the_protocol(name, obs_shape, discrete, n):
     assert env.spec.obs_shape == obs_shape
     assert env.spec.discrete == discrete and env.spec.num_actions == n
     keys = jax.random.split(jax.random.key(0), 3)
-    state = jax.vmap(reset_episode, in_axes=(None, 0))(env, keys)
+    # jitted: run op by op, brax's step compiled hundreds of tiny programs (about 30 s)
+    state = jax.jit(jax.vmap(lambda k: reset_episode(env, k)))(keys)
     action = jnp.zeros((3,), jnp.int32) if discrete else jnp.zeros((3, n))
-    out = jax.vmap(step_episode, in_axes=(None, 0, 0))(env, state, action)
+    out = jax.jit(jax.vmap(lambda s, a: step_episode(env, s, a)))(state, action)
     assert out.next_obs.shape == (3, *obs_shape)
     assert out.reward.shape == (3,) and out.terminated.dtype == jnp.bool_
     assert np.all(np.isfinite(np.asarray(out.next_obs)))
@@ -205,7 +207,7 @@ def test_every_gymnax_env_trains(env):
     """Observations of every rank (MinAtar's [10, 10, C] images get the conv torso,
     bsuite's [10, 5] and [8, 8] grids are flattened): one tiny a2c iteration, finite."""
     cfg = vecpg.TrainConfig(env=env, algo="a2c", num_envs=2, num_steps=4, total_steps=8,
-                            hidden=(8,))  # fmt: skip
+                            hidden=(8,), **FAST_COMPILE_CONFIG)  # fmt: skip
     res = vecpg.train(cfg, seeds=1)
     assert res.metrics["env_steps"].shape == (1, 1)
     assert np.isfinite(res.metrics["value_loss"]).all()

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import vecpg
+from tests.conftest import FAST_COMPILE_CONFIG
 from vecpg.analysis.evaluate import episode_keys, evaluate
 from vecpg.cli import main
 from vecpg.envs import make_env
@@ -83,8 +84,9 @@ def test_render_gymnax_gif_or_clear_message(pendulum_run, tmp_path, capsys):
 
 def test_render_brax_html_holds_the_trajectory(tmp_path):
     cfg = vecpg.TrainConfig(
-        env="brax/inverted_pendulum", num_envs=2, num_steps=8, total_steps=16, hidden=(8,)
-    )
+        env="brax/inverted_pendulum", num_envs=2, num_steps=8, total_steps=16, hidden=(8,),
+        **FAST_COMPILE_CONFIG,
+    )  # fmt: skip
     run_dir = tmp_path / "ip"
     vecpg.train(cfg, seeds=[0], run_dir=run_dir)
     html_file = tmp_path / "rollout.html"

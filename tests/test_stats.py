@@ -27,6 +27,16 @@ def test_deterministic_estimators_equal_rliable(scores):
     )
 
 
+def test_iqm_is_scipys_trim_mean_bit_for_bit():
+    rng = np.random.default_rng(1)
+    for n in [1, 2, 3, 4, 5, 7, 8, 13, 40, 101]:
+        x = rng.normal(size=n)
+        x[: n // 3] = np.round(x[: n // 3], 1)  # ties
+        assert stats.iqm(x) == scipy_trim_mean(x), n
+    # hand-computed: 8 scores, the middle 4 of the sorted 1..8 are 3, 4, 5, 6
+    assert stats.iqm(np.array([8.0, 1, 7, 2, 6, 3, 5, 4])) == 4.5
+
+
 def test_stratified_bootstrap_ci_matches_rliable_within_noise(scores):
     a, _ = scores
     lo, hi = stats.stratified_bootstrap_ci(a, stats.iqm, reps=4000, seed=0)

@@ -18,7 +18,20 @@ from vecpg.errors import ConfigError
 from vecpg.studies import command, power, presets, runner, spec
 
 # Tiny cells: 50 iterations of 4 envs x 16 steps (Acrobot's 500-step episodes finish).
-TINY = ["--num-envs", "4", "--num-steps", "16", "--total-steps", "3200", "--hidden", "8"]
+TINY = [
+    "--num-envs",
+    "4",
+    "--num-steps",
+    "16",
+    "--total-steps",
+    "3200",
+    "--hidden",
+    "8",
+    "--cpu-opt-level",
+    "0",
+    "--cpu-fusion-emitters",
+    "false",
+]  # compiled fast: FAST_COMPILE
 STUDY = [
     "--algos",
     "ppo,trpo",
@@ -27,7 +40,7 @@ STUDY = [
     "--seeds",
     "2",
     "--checkpoint-every",
-    "5",
+    "25",  # one checkpoint mid-cell: an orbax save costs about 0.25 s here
     "--no-progress",
     *TINY,
 ]

@@ -155,6 +155,12 @@ class BenchPlan:
             hidden=(64, 64),
             memory=self.memory,
             memory_size=self.memory_size,
+            **self.xla_options(),
+        )
+
+    def xla_options(self) -> dict[str, bool | int]:
+        """The XLA option fields, for every program the bench compiles."""
+        return dict(
             cpu_fast_math=self.cpu_fast_math,
             cpu_opt_level=self.cpu_opt_level,
             cpu_fusion_emitters=self.cpu_fusion_emitters,
@@ -168,6 +174,7 @@ class BenchPlan:
             num_envs=self.scaling_envs,
             num_steps=self.scaling_steps,
             total_steps=self.iterations * self.scaling_envs * self.scaling_steps,
+            **self.xla_options(),
         )
 
 

@@ -79,7 +79,9 @@ def run_bench(
         result["rejax_ppo"] = peers.rejax_comparison(plan.peer_steps)
     if plan.many_seeds:
         log(f"bench: {plan.many_seeds} CartPole seeds in one call")
-        result["many_seeds"] = throughput.many_seeds(MANY_SEEDS_CONFIG, plan.many_seeds)
+        result["many_seeds"] = throughput.many_seeds(
+            dataclasses.replace(MANY_SEEDS_CONFIG, **plan.xla_options()), plan.many_seeds
+        )
         saved(result)
     scale_cfg = plan.scaling_config()
     if plan.scaling_seeds:
@@ -90,7 +92,9 @@ def run_bench(
         saved(result)
     if plan.vmap_runs:
         log("bench: vmapped runs vs one by one")
-        result["vmap_vs_loop"] = throughput.vmap_vs_loop(VMAP_CONFIG, plan.vmap_runs)
+        result["vmap_vs_loop"] = throughput.vmap_vs_loop(
+            dataclasses.replace(VMAP_CONFIG, **plan.xla_options()), plan.vmap_runs
+        )
     if plan.logging_runs:
         log("bench: host-callback / W&B logging overhead")
         log_cfg = dataclasses.replace(scale_cfg, total_steps=48 * scale_cfg.batch_size)

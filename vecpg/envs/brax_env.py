@@ -20,8 +20,10 @@ class BraxEnv:
         from brax import envs
 
         self._env = envs.get_environment(name, backend=backend)
-        obs_size = self._env.observation_size
-        obs_shape = (obs_size,) if isinstance(obs_size, int) else tuple(obs_size)
+        # brax's `observation_size` runs a reset op by op: hundreds of tiny compiles, 12 s
+        # for inverted_pendulum on a 2-core CPU. Its shape alone costs a trace.
+        obs = jax.eval_shape(self._env.reset, jax.random.PRNGKey(0)).obs
+        obs_shape = tuple(obs.shape)
         self.spec = EnvSpec(
             name=f"brax/{name}",
             obs_shape=obs_shape,

@@ -243,7 +243,8 @@ def check_metrics_match(
 
 def _params_template(config: TrainConfig, spec: EnvSpec, num_seeds: int) -> AgentParams:
     agent = make_agent_for(spec, config)
-    one = init_agent_params(agent, jax.random.key(0))
+    # shapes only: running the initialisers op by op cost about a second per load
+    one = jax.eval_shape(lambda key: init_agent_params(agent, key), jax.random.key(0))
     return jax.tree.map(lambda x: np.zeros((num_seeds, *x.shape), x.dtype), one)
 
 
