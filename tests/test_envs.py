@@ -256,3 +256,24 @@ def test_recorded_specs_match_built_envs_and_envs_lists_without_building(monkeyp
     assert main(["envs", "--source", "all"]) == 0
     out = capsys.readouterr().out
     assert "Box(10, 10, 4)" in out and "brax/hopper" in out and "ZeroDivision" not in out
+
+
+def test_gymnax_imports_its_renderers_modules_only_when_they_are_used():
+    """gymnax imports seaborn and pyplot for its renderers: vecpg defers both to first use
+    (in a fresh process: nothing of them, or of scipy.stats, loads with the env)."""
+    import subprocess
+    import sys
+
+    code = """
+import sys
+from vecpg.envs import make_env
+make_env("gymnax/CartPole-v1")
+print(sorted(m for m in ("pandas", "scipy.stats", "matplotlib.figure") if m in sys.modules))
+import seaborn
+print(len(seaborn.color_palette("cubehelix", 3)), sys.modules["seaborn"] is not seaborn)
+import matplotlib.pyplot as plt
+print(type(plt.figure()).__name__, "scipy.stats" in sys.modules)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split("\n")[:3] == ["[]", "3 True", "Figure True"]

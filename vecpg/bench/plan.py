@@ -158,7 +158,7 @@ class BenchPlan:
             **self.xla_options(),
         )
 
-    def xla_options(self) -> dict[str, bool | int]:
+    def xla_options(self) -> dict[str, Any]:
         """The XLA option fields, for every program the bench compiles."""
         return dict(
             cpu_fast_math=self.cpu_fast_math,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib.util
+import sys
+import types
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +12,7 @@ import flax.struct
 import jax
 import jax.extend.core
 import jax.numpy as jnp
+import numpy as np
 
 from vecpg.envs.protocol import EnvSpec, EnvStep
 from vecpg.errors import ConfigError
@@ -30,12 +33,53 @@ class GymnaxState:
     key: jax.Array
 
 
+# Imported by gymnax's env modules for their renderers only (pong: seaborn, with scipy.stats
+# and pandas; catch and others: pyplot): about 2.5 s of every process on a 2-core CPU.
+RENDER_ONLY_MODULES = ("seaborn", "matplotlib.pyplot")
+
+
+class LoadedOnFirstUse(types.ModuleType):
+    """Stands in sys.modules for a module until one of its attributes is read; then the
+    real module is imported (replacing this one there) and answers. The stdlib's
+    LazyLoader would not do: the import statement itself reads `__spec__` and loads it."""
+
+    def __getattr__(self, attr: str) -> Any:  # called only for what the stand-in lacks
+        name = self.__name__
+        if sys.modules.get(name) is self:
+            del sys.modules[name]
+        real = importlib.import_module(name)
+        parent, _, child = name.rpartition(".")
+        if parent:
+            setattr(sys.modules[parent], child, real)
+        return getattr(real, attr)
+
+
+def import_gymnax() -> Any:
+    """`import gymnax`, with RENDER_ONLY_MODULES (those not imported yet) imported on
+    their first use instead."""
+    for name in RENDER_ONLY_MODULES:
+        if name in sys.modules:
+            continue
+        spec = importlib.util.find_spec(name)
+        if spec is None:
+            continue  # gymnax's own import then fails as it would have
+        stand_in = LoadedOnFirstUse(name)
+        stand_in.__spec__ = spec
+        sys.modules[name] = stand_in
+        parent, _, child = name.rpartition(".")
+        if parent:
+            setattr(sys.modules[parent], child, stand_in)
+    import gymnax
+
+    return gymnax
+
+
 class GymnaxEnv:
     """Wraps `gymnax.make(env_id)`, using `reset_env`/`step_env` so that gymnax's own
     auto-reset and time limit stay out of the way (vecpg's wrappers do both)."""
 
     def __init__(self, env_id: str):
-        import gymnax
+        gymnax = import_gymnax()
         from gymnax.environments import spaces
 
         self._env, self._params = gymnax.make(env_id)
@@ -45,8 +89,8 @@ class GymnaxEnv:
         if discrete:
             num_actions, low, high = int(act.n), 0.0, 0.0
         else:
-            num_actions = int(jnp.prod(jnp.array(act.shape))) if act.shape else 1
-            low, high = float(jnp.min(act.low)), float(jnp.max(act.high))
+            num_actions = int(np.prod(act.shape)) if act.shape else 1  # numpy: no compiles
+            low, high = float(np.min(np.asarray(act.low))), float(np.max(np.asarray(act.high)))
         self.spec = EnvSpec(
             name=f"gymnax/{env_id}",
             obs_shape=tuple(int(d) for d in obs_space.shape),
