@@ -15,6 +15,7 @@ import jax
 import numpy as np
 import pytest
 
+from tests.conftest import FAST_COMPILE_CONFIG
 from vecpg.algos import REGISTRY
 from vecpg.config import StaticConfig, TrainConfig
 from vecpg.errors import ConfigError
@@ -183,7 +184,7 @@ import jax, numpy as np
 import vecpg
 from vecpg.training.execute import plan_lanes, run_lanes
 
-cases, sweep_fields, grid, nan_ok = json.loads(sys.argv[1])
+cases, sweep_fields, grid, nan_ok, FAST = json.loads(sys.argv[1])
 
 def finite(metrics):
     return all(bool(np.isfinite(v).all()) for k, v in metrics.items() if k not in nan_ok)
@@ -192,7 +193,7 @@ out = {"devices": jax.device_count()}
 for name, fields, seeds in cases:
     try:
         cfg = vecpg.TrainConfig(hidden=(8,), total_steps=2 * fields["num_envs"]
-                                * fields["num_steps"], **fields)
+                                * fields["num_steps"], **FAST, **fields)
     except vecpg.ConfigError as e:
         out[name] = {"refused": str(e)}
         continue
@@ -205,7 +206,7 @@ for name, fields, seeds in cases:
         res = vecpg.train(cfg, seeds=1)
         out["train_api"] = {"env_devices": res.devices_per_lane, "finite": finite(res.metrics),
                             "loss": res.metrics["value_loss"].tolist()}
-cfg = vecpg.TrainConfig(hidden=(8,), total_steps=4 * 12, **sweep_fields)
+cfg = vecpg.TrainConfig(hidden=(8,), total_steps=4 * 12, **FAST, **sweep_fields)
 for name, max_runs in (("sweep_whole", None), ("sweep_per_1", 1)):
     if name == "sweep_per_1" and jax.device_count() != 2:
         continue
@@ -217,7 +218,8 @@ print(json.dumps(out))
 
 
 def run_cases(devices: int, cases) -> dict:
-    return child(RUN_CASES, devices, json.dumps([cases, SWEEP, GRID, NAN_UNTIL_AN_EPISODE_ENDS]))
+    args = [cases, SWEEP, GRID, NAN_UNTIL_AN_EPISODE_ENDS, FAST_COMPILE_CONFIG]
+    return child(RUN_CASES, devices, json.dumps(args))
 
 
 @pytest.fixture(scope="module")
