@@ -28,7 +28,11 @@ FENCE = re.compile(
 TINY = [
     (r"total_steps([\"']?\s*[=:]\s*)[\d_]+", r"total_steps\g<1>2048"),
     (r"\bseeds=\d+", "seeds=2"),
-    (r"vecpg\.TrainConfig\(", "vecpg.TrainConfig(num_envs=4, num_steps=16, hidden=(8,), "),
+    (
+        r"vecpg\.TrainConfig\(",
+        "vecpg.TrainConfig(num_envs=4, num_steps=16, hidden=(8,), "
+        "cpu_opt_level=0, cpu_fusion_emitters=False, ",
+    ),  # conftest.FAST_COMPILE_CONFIG
 ]
 
 
