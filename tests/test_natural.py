@@ -40,7 +40,7 @@ def explicit_fisher(agent, params, obs):
     def kl(f):
         return jnp.mean(dist.kl(old, agent.actor.apply(unravel(f), obs)))
 
-    return jax.hessian(kl)(flat)
+    return jax.jit(jax.hessian(kl))(flat)  # one program: op by op it was thousands
 
 
 @pytest.mark.parametrize("discrete", [True, False])
@@ -53,7 +53,9 @@ def test_fvp_equals_explicit_fisher_times_v(discrete, damping):
         flat, _ = ravel_pytree(params)
         F = explicit_fisher(agent, params, obs) + damping * jnp.eye(flat.size)
         dist = distribution(discrete)
-        matvec = flat_fvp(lambda p: agent.actor.apply(p, obs), dist.fisher_vp, params, damping)
+        matvec = jax.jit(
+            flat_fvp(lambda p: agent.actor.apply(p, obs), dist.fisher_vp, params, damping)
+        )
         for k in range(3):
             v = jax.random.normal(jax.random.key(10 + k), flat.shape, jnp.float64)
             got, want = matvec(v), F @ v
