@@ -226,9 +226,9 @@ def peer_comparison(base: TrainConfig, steps: int) -> dict[str, Any]:
             "compile_ratio": compile_ratio}  # fmt: skip
 
 
-def rejax_comparison(steps: int) -> dict[str, Any]:
+def rejax_comparison(steps: int, xla_options: dict[str, Any] | None = None) -> dict[str, Any]:
     """rejax PPO and vecpg ppo on CartPole (vecpg's defaults), 128 evaluation episodes."""
-    cfg = TrainConfig(total_steps=steps)
+    cfg = TrainConfig(total_steps=steps, **(xla_options or {}))
     rejax = rejax_ppo(cfg, steps)
     if "skipped" in rejax:
         return rejax

@@ -76,7 +76,7 @@ def run_bench(
         saved(result)
     if plan.peer_steps and not recurrent:
         log("bench: rejax PPO vs vecpg ppo on CartPole")
-        result["rejax_ppo"] = peers.rejax_comparison(plan.peer_steps)
+        result["rejax_ppo"] = peers.rejax_comparison(plan.peer_steps, plan.xla_options())
     if plan.many_seeds:
         log(f"bench: {plan.many_seeds} CartPole seeds in one call")
         result["many_seeds"] = throughput.many_seeds(

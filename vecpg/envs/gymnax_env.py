@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+import threading
 import types
 from pathlib import Path
 from typing import Any
@@ -44,19 +45,29 @@ class LoadedOnFirstUse(types.ModuleType):
     LazyLoader would not do: the import statement itself reads `__spec__` and loads it."""
 
     def __getattr__(self, attr: str) -> Any:  # called only for what the stand-in lacks
-        name = self.__name__
-        if sys.modules.get(name) is self:
-            del sys.modules[name]
-        real = importlib.import_module(name)
-        parent, _, child = name.rpartition(".")
-        if parent:
-            setattr(sys.modules[parent], child, real)
-        return getattr(real, attr)
+        with _STAND_IN_LOCK:
+            _remove_stand_in(self)
+            return getattr(importlib.import_module(self.__name__), attr)
+
+
+_STAND_IN_LOCK = threading.Lock()
+
+
+def _remove_stand_in(stand_in: types.ModuleType) -> None:
+    """Out of sys.modules and its parent package, where it still stands."""
+    name = stand_in.__name__
+    if sys.modules.get(name) is stand_in:
+        del sys.modules[name]
+    parent, _, child = name.rpartition(".")
+    if parent in sys.modules and getattr(sys.modules[parent], child, None) is stand_in:
+        delattr(sys.modules[parent], child)
 
 
 def import_gymnax() -> Any:
     """`import gymnax`, with RENDER_ONLY_MODULES (those not imported yet) imported on
-    their first use instead."""
+    their first use instead. The stand-ins live on in gymnax's modules only: any later
+    import of those modules gets the real ones."""
+    stand_ins = []
     for name in RENDER_ONLY_MODULES:
         if name in sys.modules:
             continue
@@ -69,8 +80,13 @@ def import_gymnax() -> Any:
         parent, _, child = name.rpartition(".")
         if parent:
             setattr(sys.modules[parent], child, stand_in)
-    import gymnax
-
+        stand_ins.append(stand_in)
+    try:
+        import gymnax
+    finally:
+        with _STAND_IN_LOCK:
+            for stand_in in stand_ins:
+                _remove_stand_in(stand_in)
     return gymnax
 
 
