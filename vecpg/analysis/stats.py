@@ -82,7 +82,8 @@ def iqm(scores: np.ndarray) -> float:
     if x.size == 0:
         return float("nan")
     # scipy.stats.trim_mean(x, 0.25)'s own steps, so the bits are its: the bootstrap calls
-    # this thousands of times, and scipy's per-call wrapper cost about 1 ms each
+    # this thousands of times, and scipy's per-call wrapper cost about 0.3 ms each (2,000
+    # calls: 0.76 s against 0.08 s; 2026-12-01, 2-core AMD EPYC)
     cut = int(0.25 * x.size)
     middle = np.partition(x, (cut, x.size - cut - 1))[cut : x.size - cut]
     return float(np.mean(middle))

@@ -227,7 +227,8 @@ def peer_comparison(base: TrainConfig, steps: int) -> dict[str, Any]:
 
 
 def rejax_comparison(steps: int, xla_options: dict[str, Any] | None = None) -> dict[str, Any]:
-    """rejax PPO and vecpg ppo on CartPole (vecpg's defaults), 128 evaluation episodes."""
+    """rejax PPO and vecpg ppo on CartPole (vecpg's defaults, with the bench's XLA option
+    fields `xla_options`), 128 evaluation episodes."""
     cfg = TrainConfig(total_steps=steps, **(xla_options or {}))
     rejax = rejax_ppo(cfg, steps)
     if "skipped" in rejax:

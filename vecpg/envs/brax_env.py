@@ -20,8 +20,9 @@ class BraxEnv:
         from brax import envs
 
         self._env = envs.get_environment(name, backend=backend)
-        # brax's `observation_size` runs a reset op by op: hundreds of tiny compiles, 12 s
-        # for inverted_pendulum on a 2-core CPU. Its shape alone costs a trace.
+        # brax's `observation_size` runs a reset op by op: hundreds of tiny compiles, 9.2 s
+        # for inverted_pendulum against 0.6 s for this trace (2026-12-01, 2-core AMD EPYC,
+        # experiments/startup_costs.py).
         obs = jax.eval_shape(self._env.reset, jax.random.PRNGKey(0)).obs
         obs_shape = tuple(obs.shape)
         self.spec = EnvSpec(
