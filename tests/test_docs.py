@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import FAST_COMPILE_CONFIG
 from vecpg.cli import COMMANDS, algo_defaults
 from vecpg.cli_args import check_args, parse
 from vecpg.config import HPARAM_FIELDS, STATIC_FIELDS, TrainConfig
@@ -31,8 +32,8 @@ TINY = [
     (
         r"vecpg\.TrainConfig\(",
         "vecpg.TrainConfig(num_envs=4, num_steps=16, hidden=(8,), "
-        "cpu_opt_level=0, cpu_fusion_emitters=False, ",
-    ),  # conftest.FAST_COMPILE_CONFIG
+        + "".join(f"{k}={v!r}, " for k, v in FAST_COMPILE_CONFIG.items()),
+    ),
 ]
 
 
