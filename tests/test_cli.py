@@ -1,6 +1,8 @@
 """CLI commands other than train's errors: envs listing and the bench smoke test."""
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 
@@ -14,6 +16,17 @@ def test_envs_lists_spaces(capsys):
     assert "gymnax/CartPole-v1" in out and "Discrete(2)" in out
     assert "gymnax/Pendulum-v1" in out and "Box(-2, 2, (1,))" in out
     assert "brax/" not in out
+
+
+def test_a_closed_pipe_ends_the_help_quietly():
+    """`vecpg train --help | head`: the reader leaves before vecpg writes; no traceback,
+    exit 1 (as rich's tables, `vecpg envs | head`, already did)."""
+    cmd = [sys.executable, "-m", "vecpg.cli", "train", "--help"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # long before the first line: importing vecpg takes a second
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 1 and err == "", err
 
 
 def test_bench_quick_writes_positive_finite_numbers(tmp_path, capsys):

@@ -6,6 +6,7 @@ import dataclasses
 import difflib
 import functools
 import math
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -419,7 +420,13 @@ def entry() -> None:
 
     from vecpg.run import distributed
 
-    code = main()
+    try:
+        code = main()
+    except BrokenPipeError:
+        # stdout's reader left (`vecpg train --help | head`): stop quietly with 1, as rich
+        # does for the tables; stdout goes to /dev/null so the last flush cannot fail again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 1
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     if distributed.is_multiprocess():
