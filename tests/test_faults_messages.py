@@ -20,7 +20,7 @@ import pytest
 import vecpg
 from tests.conftest import FAST_COMPILE_CONFIG
 from tests.test_faults import TINY, one_error_line, small_filesystem, snapshot, vecpg_cli
-from vecpg.cli import COMMANDS
+from vecpg.cli import COMMANDS, main
 from vecpg.errors import ConfigError
 
 COMMAND_LIST = "commands: " + ", ".join(COMMANDS)  # train, sweep, ..., eval, render
@@ -129,6 +129,56 @@ def test_render_out_is_checked_before_any_work(tmp_path, finished_run):
     else:
         line = one_error_line(proc)
         assert "invalid env='gymnax/CartPole-v1'" in line and "invalid out" not in line
+
+
+def error_line(capsys, code: int) -> str:
+    """The single `vecpg: error:` line an in-process `main` call printed (exit 2)."""
+    out, err = capsys.readouterr()
+    assert code == 2, out + err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("vecpg: error: "), err
+    return lines[0]
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc")
+@pytest.mark.parametrize("command", ["render", "compare", "bench", "study"])
+def test_an_out_where_nothing_can_be_made_is_one_line(command, capsys, no_compile, finished_run):
+    """/proc lets root pass a permission check, then refuses the mkdir: render, compare,
+    bench and study said so in a traceback (train, sweep and search already checked)."""
+    out = "/proc/vecpg-nowhere/x.gif" if command == "render" else "/proc/vecpg-nowhere"
+    args = {
+        "render": [str(finished_run)],
+        "compare": [str(finished_run), str(finished_run) + "-other"],
+        "bench": ["--quick"],
+        "study": ["--algos", "ppo", "--envs", "gymnax/CartPole-v1"],
+    }[command]
+    line = error_line(capsys, main([command, *args, "--out", out]))
+    assert line.startswith(f"vecpg: error: invalid out='{out}': ") and "cannot" in line
+
+
+def test_empty_paths_are_refused_not_read_as_absent(capsys, no_compile, tmp_path, monkeypatch):
+    """`--resume ''` trained a new default run and `--out ''` wrote under runs/."""
+    monkeypatch.chdir(tmp_path)
+    for command in (["train", "--resume", ""], ["train", "--out", ""], ["search", "--resume", ""],
+                    ["render", "somewhere", "--out", ""]):  # fmt: skip
+        field = command[-2].lstrip("-")
+        assert error_line(capsys, main(command)) == f"vecpg: error: invalid {field}='': give a path"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_render_names_its_file_by_the_env(capsys, tmp_path, monkeypatch, finished_run):
+    """A gymnax run renders to a GIF: the wrong suffix is one line before the episode
+    compiles, and without --out the default is rollout.gif (it was rollout.html, refused
+    for every gymnax run)."""
+    monkeypatch.chdir(tmp_path)
+    line = error_line(capsys, main(["render", str(finished_run), "--out", "x.html"]))
+    assert line == "vecpg: error: invalid out='x.html': gymnax envs render to a .gif file"
+    code = main(["render", str(finished_run)])
+    out, err = capsys.readouterr()
+    if code == 0:
+        assert (tmp_path / "rollout.gif").read_bytes()[:3] == b"GIF"
+    else:  # without pygame: a line about the env, not about the file name
+        assert "invalid env='gymnax/CartPole-v1'" in err and "invalid out" not in err
 
 
 def test_render_to_a_read_only_dir_names_out(tmp_path, finished_run):

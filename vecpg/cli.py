@@ -392,7 +392,11 @@ def main(argv: list[str] | None = None) -> int:
             if not {"-h", "--help"} & set(args):
                 check_args(argv[0], flags, args)
             default = algo_defaults(flags, args)
-            return runner(parse(flags, args, f"vecpg {argv[0]}", default))
+            cmd = parse(flags, args, f"vecpg {argv[0]}", default)
+            for name in ("out", "resume"):  # '' would read as "not given": a new default run
+                if getattr(cmd, name, None) == "":
+                    raise ConfigError(f"invalid {name}='': give a path")
+            return runner(cmd)
         if argv[0] not in ("-h", "--help"):
             close = difflib.get_close_matches(argv[0], list(COMMANDS), n=1)
             hint = f" (did you mean `vecpg {close[0]}`?)" if close else ""

@@ -10,7 +10,7 @@ from typing import Annotated
 import tyro
 
 from vecpg.bench.plan import BenchPlan
-from vecpg.errors import ConfigError, check_output_dir
+from vecpg.errors import ConfigError, check_output_dir, create_dir
 
 COMPARE_FILES = ("report.md", "*.png")  # what `vecpg compare` writes (and may replace)
 
@@ -84,8 +84,11 @@ class RenderCommand(WandbFlags):
     """Run directory written by `vecpg train`."""
     seed: int = 0
     """Which trained seed's policy to show."""
-    out: str = "rollout.html"
-    """Output file: .html for brax envs, .gif for gymnax envs."""
+    out: Annotated[
+        str | None,
+        tyro.conf.arg(help_behavior_hint="(default: rollout.html or rollout.gif)"),
+    ] = None
+    """Output file: .html for brax envs, .gif for gymnax and Playground envs."""
     overwrite: bool = False
     """Replace --out if the file exists."""
 
@@ -137,6 +140,7 @@ def run_bench_cmd(cmd: BenchPlan) -> int:
     from vecpg.bench.runner import run_bench
 
     plan = cmd.resolved()  # --out too: checked before any work
+    create_dir(Path(plan.out), "out")
     result = run_bench(plan, saved=lambda r: report.save(r, Path(plan.out)))
     report.check_result(result)
     report.save(result, Path(plan.out))
@@ -150,6 +154,7 @@ def run_compare(cmd: CompareCommand) -> int:
 
     check_output_dir(Path(cmd.out), "out", COMPARE_FILES, "vecpg compare")
     ranges = parse_score_ranges(list(cmd.score_range))
+    create_dir(Path(cmd.out), "out")
     text = report(list(cmd.run_dirs), Path(cmd.out), ranges)
     from rich.console import Console
     from rich.markdown import Markdown

@@ -53,6 +53,11 @@ def fail(field: str, value: object, allowed: str) -> None:
 
 
 # --- bounds: each checks one value and fails with a one-line message -------------------
+# The widest layer or recurrent core: a million units already needs terabytes of
+# parameters, and JAX indexes an array's sides in int32 (wider ones overflowed)
+MAX_WIDTH = 2**20
+
+
 @dataclasses.dataclass(frozen=True)
 class Integer:
     """An int (never a bool or a float) >= `low` (and <= `high` when given)."""
@@ -134,16 +139,19 @@ class EnvName:
 
 @dataclasses.dataclass(frozen=True)
 class LayerSizes:
-    """A non-empty sequence of integers >= 1."""
+    """A non-empty sequence of integers from 1 to MAX_WIDTH."""
 
     def check(self, name: str, value: Any) -> None:
         if (
             isinstance(value, (str, bytes))
             or not isinstance(value, Sequence)
             or not value
-            or any(not isinstance(h, int) or isinstance(h, bool) or h < 1 for h in value)
+            or any(
+                not isinstance(h, int) or isinstance(h, bool) or not 1 <= h <= MAX_WIDTH
+                for h in value
+            )
         ):
-            fail(name, value, "must be a non-empty list of integers >= 1")
+            fail(name, value, f"must be a non-empty list of integers from 1 to {MAX_WIDTH}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -208,7 +216,7 @@ class StaticFields:
     """A recurrent core after the torso of actor and critic (separate cores): gru | lstm
     (flax's cells), or none. Its state is carried through the rollout, reset where an
     episode starts, and whole env sequences are replayed in the update."""
-    memory_size: int = setting(128, Integer(1))
+    memory_size: int = setting(128, Integer(1, MAX_WIDTH))
     """Units of the recurrent core (with --memory gru or lstm)."""
     mask_obs: str = setting("", ObsIndices())
     """Observation entries to zero, as comma-separated indices into the flattened

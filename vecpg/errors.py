@@ -56,6 +56,18 @@ def unwritable_reason(path: Path) -> str | None:
     return f"cannot write there ({'Read-only file system' if read_only else 'Permission denied'})"
 
 
+def create_dir(path: Path, field: str, given: Path | None = None) -> None:
+    """`path` made a directory (parents too) before any work, or one line naming `field`
+    and the value `given` (default `path`) if that fails: a permission check can pass
+    where nothing can be created (`/proc`)."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        shown = str(path if given is None else given)
+        reason = e.strerror or str(e)
+        raise ConfigError(f"invalid {field}={shown!r}: cannot write there ({reason})") from None
+
+
 def check_output_dir(out: Path, field: str, ours: tuple[str, ...], command: str) -> None:
     """One line unless `out` can become a directory of `command`'s output: new, empty, or
     holding only files named by the patterns `ours` (an earlier output, replaced; e.g.

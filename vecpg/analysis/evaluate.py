@@ -21,7 +21,7 @@ from vecpg.analysis.stats import mean_bootstrap_curve
 from vecpg.config import StaticConfig
 from vecpg.envs import make_env, make_env_for
 from vecpg.envs.protocol import Env
-from vecpg.errors import ConfigError, unwritable_reason
+from vecpg.errors import ConfigError, create_dir, unwritable_reason
 from vecpg.models.networks import (
     Agent,
     AgentParams,
@@ -264,31 +264,38 @@ def check_render_out(out: Path, overwrite: bool) -> None:
 def render(
     run_dir: str | Path,
     seed: int,
-    out: str | Path,
+    out: str | Path | None = None,
     episode_seed: int = 0,
     *,
     overwrite: bool = False,
 ) -> Path:
     """Write one deterministic episode of seed `seed`'s policy: brax's interactive HTML
-    viewer for brax envs, a GIF (gymnax's visualizer) for gymnax envs it can draw. An
-    existing `out` is replaced only with `overwrite`; `out` is checked before any work."""
+    viewer for brax envs, a GIF for gymnax and Playground envs it can draw (`out`
+    defaults to rollout.html or rollout.gif). An existing `out` is replaced only with
+    `overwrite`; `out` is checked before any compile."""
     check_seed("seed", seed)
     check_seed("episode_seed", episode_seed)
-    check_render_out(Path(out), overwrite)
+    if out is not None:
+        check_render_out(Path(out), overwrite)
     saved = load_checked(run_dir)
     params = saved.of_seed(seed)
     c = saved.results.config
     env = make_env_for(c)
-    if not hasattr(env, "render"):
+    suffix = getattr(env, "render_suffix", None)
+    if suffix is None or not hasattr(env, "render"):
         raise ConfigError(f"invalid env={c.env!r}: no renderer for this env source")
+    path = Path(out) if out is not None else Path("rollout" + suffix)
+    if path.suffix.lower() != suffix:
+        source = c.env.split("/")[0]
+        raise ConfigError(f"invalid out={str(path)!r}: {source} envs render to a {suffix} file")
+    check_render_out(path, overwrite)
     play = functools.partial(
         play_episode, env, saved.agent, params,
         normalize_obs=c.normalize_obs, deterministic=True, keep_states=True,
     )  # fmt: skip
+    create_dir(path.parent, "out", given=path)  # before the compile
     ep = jax.jit(play)(episode_keys(episode_seed, 1)[0])
     length = max(int(ep.length), 1)
     states = [jax.tree.map(lambda x: x[t], ep.states) for t in range(length)]
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    env.render(states, out)
-    return out
+    env.render(states, path)
+    return path

@@ -16,6 +16,8 @@ class BraxEnv:
     """Wraps a raw `brax.envs.get_environment(name, backend=...)` (no brax wrappers:
     vecpg applies its own time limit and auto-reset)."""
 
+    render_suffix = ".html"  # what `render` writes
+
     def __init__(self, name: str, backend: str):
         from brax import envs
 

@@ -95,6 +95,8 @@ class GymnaxEnv:
     """Wraps `gymnax.make(env_id)`, using `reset_env`/`step_env` so that gymnax's own
     auto-reset and time limit stay out of the way (vecpg's wrappers do both)."""
 
+    render_suffix = ".gif"  # what `render` writes
+
     def __init__(self, env_id: str):
         gymnax = import_gymnax()
         from gymnax.environments import spaces
@@ -153,8 +155,6 @@ class GymnaxEnv:
         from vecpg.analysis.plots import pyplot
 
         pyplot()  # headless backend
-        if out.suffix.lower() != ".gif":
-            raise ConfigError(f"invalid out={str(out)!r}: gymnax envs render to a .gif file")
         if self._env.name in CLASSIC_CONTROL and importlib.util.find_spec("pygame") is None:
             raise ConfigError(
                 f"invalid env={self.spec.name!r}: gymnax draws classic control through "

@@ -123,6 +123,8 @@ def mujoco_gl_message(gl: str, error: BaseException) -> str:
 class PlaygroundEnv:
     """Wraps `mujoco_playground.registry.load(name, config_overrides={"impl": impl})`."""
 
+    render_suffix = ".gif"  # what `render` writes
+
     def __init__(self, name: str, impl: str, dm_control: bool):
         full = f"playground/{name}"
         require_playground(full)
@@ -169,8 +171,6 @@ class PlaygroundEnv:
         backend (MUJOCO_GL=egl on a GPU machine, osmesa for software rendering)."""
         from PIL import Image
 
-        if out.suffix.lower() != ".gif":
-            raise ConfigError(f"invalid out={str(out)!r}: playground envs render to a .gif file")
         try:
             with contextlib.redirect_stderr(io.StringIO()), warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # GLFW warns before it fails without a display

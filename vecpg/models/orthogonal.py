@@ -112,8 +112,10 @@ def orthogonalize(tree: Any, key: jax.Array) -> Any:
     rows = np.array([max(s) for s in sides])
     cols = np.array([min(s) for s in sides])
     n, k = int(rows.max()), int(cols.max())
-    inside = (np.arange(n)[None, :, None] < rows[:, None, None]) & (
-        np.arange(k)[None, None, :] < cols[:, None, None]
+    # traced, not numpy: under eval_shape (the memory estimate) a huge network's mask
+    # would otherwise be allocated on the host
+    inside = (jnp.arange(n)[None, :, None] < rows[:, None, None]) & (
+        jnp.arange(k)[None, None, :] < cols[:, None, None]
     )  # [L, N, K]
     a = jax.random.normal(key, (len(boxes), n, k), jnp.float32) * inside
     q = jax.vmap(gram_schmidt)(a)

@@ -107,8 +107,9 @@ def fit_lanes(
     if per_lane.device * num_devices > device_budget:
         share = f" (each of {num_devices} devices' share)" if shared and num_devices > 1 else ""
         raise ConfigError(
-            f"invalid config: one run needs about {gib(per_lane.device)} of {what}, over "
-            f"the {gib(device_budget / num_devices)} usable{share}; use fewer envs or steps"
+            f"invalid config: one run needs about {gib(per_lane.device)} of {what}, over the "
+            f"{gib(device_budget / num_devices)} usable{share}; use fewer envs or steps, or a "
+            "smaller network"
         )
     lanes_per_call = min(num_lanes, max_runs_per_call or num_lanes)
     if per_lane.device * lanes_per_call <= device_budget:

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import vecpg
-from vecpg.errors import ConfigError
+from vecpg.errors import ConfigError, create_dir
 from vecpg.run import files, interrupt
 from vecpg.run.tracking import WandbOptions
 from vecpg.studies.spec import Cell, Study, StudySpec, cell_dirname
@@ -235,7 +235,7 @@ def run_study(
         raise ConfigError(f"invalid shard={index}/{count}: expected i/N with 0 <= i < N")
     out = Path(out)
     check_out(out, study)
-    out.mkdir(parents=True, exist_ok=True)
+    create_dir(out, "out")
     write_json(out / STUDY_FILE, study.to_json())
     mine = study.shard(index, count)
     try:
