@@ -72,6 +72,7 @@ def test_top_configs_are_confirmed_on_fresh_seeds(searched):
     [
         ({"trials": 0}, "invalid trials=0: must be an integer >= 1"),
         ({"top": 5}, "invalid top=5: must be at most trials=4"),
+        ({"sampler": "tpe", "rounds": 5}, "invalid rounds=5: must be at most trials=4"),
         ({"sampler": "grid"}, "invalid sampler='grid': allowed: random, sobol, tpe, cmaes"),
         ({"space": ["hidden=choice:8,16"]}, "invalid space 'hidden=choice:8,16': only traced"),
         ({"confirm_seeds": -1}, "invalid confirm_seeds=-1: must be an integer >= 1"),
@@ -139,3 +140,21 @@ def test_tpe_search_runs_its_rounds_end_to_end(tmp_path):
     assert json.loads(files.dumps(load_search(out).summary())) == s
     with pytest.raises(ConfigError, match="invalid rounds=2: random samples every trial"):
         vecpg.search(TINY, ["lr=log:1e-4:1e-1"], trials=4, rounds=2, out=tmp_path / "r")
+
+
+def test_search_cli_top_defaults_to_three_or_the_trials(tmp_path, monkeypatch, capsys):
+    """`--trials 1` alone was refused for a --top the user never gave (default 3)."""
+    import vecpg.tuning.run
+
+    seen: list[int] = []
+
+    def stop(*args, **kwargs):
+        seen.append(kwargs["top"])
+        raise ConfigError("stopped before any work")
+
+    monkeypatch.setattr(vecpg.tuning.run, "search", stop)
+    base = ["search", "--space", "lr=log:1e-4:1e-1", "--out", str(tmp_path / "s")]
+    for extra in (["--trials", "1"], ["--trials", "2"], ["--trials", "8"], ["--top", "5"]):
+        assert main([*base, *extra]) == 2
+    assert seen == [1, 2, 3, 5]
+    assert capsys.readouterr().err.count("stopped before any work") == 4

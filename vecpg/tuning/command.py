@@ -34,8 +34,8 @@ class SearchFlags:
     sobol sample every trial at once (1)."""
     sample_seed: int = 0
     """Seed of the sampler."""
-    top: int = 3
-    """Configs re-run on fresh seeds after selection."""
+    top: int | None = None
+    """Configs re-run on fresh seeds after selection (default 3, or --trials if fewer)."""
     confirm_seeds: int = 8
     """Fresh seeds per top config (seeds .. seeds+confirm_seeds-1, none used to select)."""
     pbt: bool = False
@@ -102,7 +102,8 @@ def run_search(cmd: SearchCommand) -> int:
     try:
         res = search(
             cfg, cmd.space, cmd.trials, cmd.seeds, sampler=cmd.sampler,
-            sample_seed=cmd.sample_seed, top=cmd.top, confirm_seeds=cmd.confirm_seeds,
+            sample_seed=cmd.sample_seed, confirm_seeds=cmd.confirm_seeds,
+            top=min(3, max(cmd.trials, 1)) if cmd.top is None else cmd.top,
             rounds=cmd.rounds,
             out=out, overwrite=cmd.overwrite, max_runs_per_call=cmd.max_runs_per_call,
             progress=cmd.progress, pbt_interval=_pbt_interval(cmd),

@@ -260,7 +260,7 @@ def _search(config: TrainConfig, a: dict[str, Any], out: Path, overwrite: bool,
     check_checkpoint_every(a["checkpoint_every"], True)
     if not resuming:
         check_out_dir(out, overwrite)
-    rounds = _check_rounds(sampler, a["rounds"])
+    rounds = _check_rounds(sampler, a["rounds"], a["trials"])
     if sampler in OPTUNA_SAMPLERS:
         import_optuna()  # one line without the extra, before anything is written
         points: list[dict[str, float]] = []  # asked round by round
@@ -337,11 +337,15 @@ def _check(config, space, trials, seeds, sampler, sample_seed, top, confirm_seed
     return parse_space([d.describe() if isinstance(d, Dimension) else str(d) for d in space])
 
 
-def _check_rounds(sampler: str, rounds: int | None) -> int:
+def _check_rounds(sampler: str, rounds: int | None, trials: int) -> int:
+    """The rounds to run: every one asks at least one trial (a search records its rounds,
+    and reading it back opens each round's sweep)."""
     if rounds is None:
-        return DEFAULT_ROUNDS if sampler in OPTUNA_SAMPLERS else 1
+        return min(DEFAULT_ROUNDS, trials) if sampler in OPTUNA_SAMPLERS else 1
     if not isinstance(rounds, int) or isinstance(rounds, bool) or rounds < 1:
         raise ConfigError(f"invalid rounds={rounds!r}: must be an integer >= 1")
+    if rounds > trials:
+        raise ConfigError(f"invalid rounds={rounds}: must be at most trials={trials}")
     if rounds > 1 and sampler not in OPTUNA_SAMPLERS:
         raise ConfigError(
             f"invalid rounds={rounds}: {sampler} samples every trial at once; rounds are for "
