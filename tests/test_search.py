@@ -77,7 +77,7 @@ def test_top_configs_are_confirmed_on_fresh_seeds(searched):
         ({"space": ["hidden=choice:8,16"]}, "invalid space 'hidden=choice:8,16': only traced"),
         ({"confirm_seeds": -1}, "invalid confirm_seeds=-1: must be an integer >= 1"),
         (
-            {"space": ["max_kl=choice:0.01,0.02"], "top": 3},
+            {"space": ["clip_eps=choice:0.1,0.2"], "top": 3},
             "invalid top=3: the space holds only 2 distinct configs",
         ),
         ({"space": "lr=log:1e-4:1e-1"}, "invalid space='lr=log:1e-4:1e-1': must be a list"),

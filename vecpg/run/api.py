@@ -29,6 +29,7 @@ from vecpg.run.memory import available_bytes, fit_lanes, host_available_bytes, l
 from vecpg.run.rundir import Results, SweepResults, load, load_sweep, read_config
 from vecpg.run.tracking import WandbOptions
 from vecpg.training.execute import LaneOutput
+from vecpg.training.reads import check_varied_fields
 
 
 def train(
@@ -217,6 +218,9 @@ def _check(config: TrainConfig, launch: Launch, path: Path | None, overwrite: bo
     if path is not None and distributed.is_writer():
         check_out_dir(path, overwrite)
     configs = launch.configs(config)  # validates every grid point before anything is written
+    if launch.kind == "sweep":
+        varied = [name for point in launch.points for name in point]
+        check_varied_fields(config.static(), configs[0].hparams(), varied, "grid")
     per_lane = lane_bytes(launch.static(config), configs[0].hparams())
     free, what = available_bytes()
     lanes = len(configs) * len(launch.seeds)

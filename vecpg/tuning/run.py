@@ -32,6 +32,7 @@ from vecpg.run.launch import Launch, check_checkpoint_every, check_max_runs
 from vecpg.run.rundir import SweepResults
 from vecpg.run.tracking import WandbOptions
 from vecpg.training.pbt import pbt_options
+from vecpg.training.reads import check_varied_fields
 from vecpg.tuning.optuna_rounds import OPTUNA_SAMPLERS, ask_tell_rounds, import_optuna
 from vecpg.tuning.pbt_search import PBTResults, check_pbt, run_pbt
 from vecpg.tuning.space import SAMPLERS, Dimension, parse_space, sample
@@ -257,6 +258,8 @@ def _search(config: TrainConfig, a: dict[str, Any], out: Path, overwrite: bool,
                   a["confirm_seeds"])  # fmt: skip
     if pbt_interval:
         check_pbt(dims, sampler, a["trials"], pbt_interval, a["pbt_fraction"], a["pbt_resample"])
+    if not resuming:
+        check_varied_fields(config.static(), config.hparams(), [d.name for d in dims], "space")
     check_checkpoint_every(a["checkpoint_every"], True)
     if not resuming:
         check_out_dir(out, overwrite)
