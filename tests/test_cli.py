@@ -18,6 +18,15 @@ def test_envs_lists_spaces(capsys):
     assert "brax/" not in out
 
 
+def test_envs_refuses_an_unknown_backend_or_physics(capsys):
+    assert main(["envs", "--backend", "bogus"]) == 2
+    assert capsys.readouterr().err == (
+        "vecpg: error: invalid backend='bogus': allowed: generalized, positional, spring, mjx\n"
+    )
+    assert main(["envs", "--playground-impl", "mujoco"]) == 2
+    assert "invalid playground_impl='mujoco': allowed: jax, warp" in capsys.readouterr().err
+
+
 def test_a_closed_pipe_ends_the_help_quietly():
     """`vecpg train --help | head`: the reader leaves before vecpg writes; no traceback,
     exit 1 (as rich's tables, `vecpg envs | head`, already did)."""
