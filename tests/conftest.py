@@ -45,5 +45,9 @@ def no_compile(monkeypatch):
     def boom(*a, **k):
         raise AssertionError("compiled despite bad input")
 
+    # the bench binds compiled_train by name when first imported: import it unpatched, or
+    # a first import under this fixture would keep `boom` for the rest of the worker
+    import vecpg.bench.runner  # noqa: F401
+
     monkeypatch.setattr(vecpg.training.execute, "compiled_train", boom)
     monkeypatch.setattr(vecpg.training.execute, "compiled_chunk", boom)

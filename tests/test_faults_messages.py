@@ -142,18 +142,33 @@ def error_line(capsys, code: int) -> str:
 
 @pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc")
 @pytest.mark.parametrize("command", ["render", "compare", "bench", "study"])
-def test_an_out_where_nothing_can_be_made_is_one_line(command, capsys, no_compile, finished_run):
+def test_an_out_where_nothing_can_be_made_is_one_line(
+    command, capsys, no_compile, finished_run, monkeypatch
+):
     """/proc lets root pass a permission check, then refuses the mkdir: render, compare,
     bench and study said so in a traceback (train, sweep and search already checked)."""
+    from vecpg.envs.gymnax_env import GymnaxEnv
+
+    monkeypatch.setattr(GymnaxEnv, "check_render", lambda self: None)  # pygame or not
     out = "/proc/vecpg-nowhere/x.gif" if command == "render" else "/proc/vecpg-nowhere"
     args = {
         "render": [str(finished_run)],
-        "compare": [str(finished_run), str(finished_run) + "-other"],
+        "compare": [str(finished_run)],
         "bench": ["--quick"],
         "study": ["--algos", "ppo", "--envs", "gymnax/CartPole-v1"],
     }[command]
     line = error_line(capsys, main([command, *args, "--out", out]))
     assert line.startswith(f"vecpg: error: invalid out='{out}': ") and "cannot" in line
+
+
+def test_a_refused_bench_or_compare_leaves_no_output_dir(capsys, no_compile, tmp_path):
+    """The output dir is made only once the rest of the input has passed its checks."""
+    bench = ["bench", "--num-envs", "4", "--num-steps", "16", "--num-minibatches", "3"]
+    line = error_line(capsys, main([*bench, "--out", str(tmp_path / "b" / "bench")]))
+    assert line.startswith("vecpg: error: invalid num_minibatches=3: must divide")
+    compare = ["compare", str(tmp_path / "no-such-run"), "--out", str(tmp_path / "c" / "cmp")]
+    assert "no such directory" in error_line(capsys, main(compare))
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_empty_paths_are_refused_not_read_as_absent(capsys, no_compile, tmp_path, monkeypatch):

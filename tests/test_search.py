@@ -158,3 +158,18 @@ def test_search_cli_top_defaults_to_three_or_the_trials(tmp_path, monkeypatch, c
         assert main([*base, *extra]) == 2
     assert seen == [1, 2, 3, 5]
     assert capsys.readouterr().err.count("stopped before any work") == 4
+
+
+def test_the_rounds_a_search_records_are_the_rounds_it_asks():
+    """5 trials over the default 4 rounds ask 2 + 2 + 1: 3 rounds recorded, not 4 (a
+    recorded round that never ran made the search unreadable: no select-4)."""
+    from vecpg.tuning.optuna_rounds import ask_tell_rounds
+    from vecpg.tuning.run import _check_rounds
+    from vecpg.tuning.space import parse_space
+
+    space = parse_space(["lr=log:1e-4:1e-1"])
+    for trials, given in [(1, None), (2, None), (5, None), (6, None), (9, None), (5, 4), (7, 7)]:
+        rounds = _check_rounds("tpe", given, trials)
+        batches = ask_tell_rounds(space, trials, rounds, "tpe", 0, lambda r, b: [0.0] * len(b))
+        assert len(batches) == rounds and sum(map(len, batches)) == trials, (trials, given)
+    assert _check_rounds("tpe", None, 5) == 3 and _check_rounds("tpe", None, 32) == 4

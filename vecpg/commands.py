@@ -140,6 +140,7 @@ def run_bench_cmd(cmd: BenchPlan) -> int:
     from vecpg.bench.runner import run_bench
 
     plan = cmd.resolved()  # --out too: checked before any work
+    plan.base()  # the config's own checks, before the directory exists
     create_dir(Path(plan.out), "out")
     result = run_bench(plan, saved=lambda r: report.save(r, Path(plan.out)))
     report.check_result(result)
@@ -154,7 +155,6 @@ def run_compare(cmd: CompareCommand) -> int:
 
     check_output_dir(Path(cmd.out), "out", COMPARE_FILES, "vecpg compare")
     ranges = parse_score_ranges(list(cmd.score_range))
-    create_dir(Path(cmd.out), "out")
     text = report(list(cmd.run_dirs), Path(cmd.out), ranges)
     from rich.console import Console
     from rich.markdown import Markdown

@@ -18,7 +18,7 @@ from typing import NamedTuple
 import numpy as np
 
 from vecpg.analysis import stats
-from vecpg.errors import ConfigError
+from vecpg.errors import ConfigError, create_dir
 from vecpg.run.files import write_then_move
 from vecpg.run.rundir import DIVERGED_SCORING, NO_EPISODE, load
 
@@ -102,6 +102,7 @@ def report(
     if out.exists() and not out.is_dir():
         raise ConfigError(f"invalid out={str(out)!r}: exists and is not a directory")
     runs = collect(run_dirs)
+    create_dir(out, "out")  # one line where nothing can be made (a permission check can pass)
     tmp = out.with_name(f".{out.name}.new")
     write = lambda d: write_report(runs, d, score_ranges or {})  # noqa: E731
     return write_then_move(tmp, out, write, "report.md")

@@ -289,6 +289,9 @@ def render(
         source = c.env.split("/")[0]
         raise ConfigError(f"invalid out={str(path)!r}: {source} envs render to a {suffix} file")
     check_render_out(path, overwrite)
+    check_env = getattr(env, "check_render", None)
+    if check_env is not None:
+        check_env()  # e.g. gymnax's classic control without pygame
     play = functools.partial(
         play_episode, env, saved.agent, params,
         normalize_obs=c.normalize_obs, deterministic=True, keep_states=True,

@@ -148,6 +148,14 @@ class GymnaxEnv:
             terminated=jnp.asarray(terminated, jnp.bool_).reshape(()),
         )
 
+    def check_render(self) -> None:
+        """One line if this env cannot be drawn here (before any episode is compiled)."""
+        if self._env.name in CLASSIC_CONTROL and importlib.util.find_spec("pygame") is None:
+            raise ConfigError(
+                f"invalid env={self.spec.name!r}: gymnax draws classic control through "
+                "gymnasium + pygame, which is not installed (pip install 'vecpg[render]')"
+            )
+
     def render(self, states: list[GymnaxState], out: Path) -> None:
         """A GIF of `states` (one per step) drawn by gymnax's visualizer."""
         from gymnax.visualize import Visualizer
@@ -155,11 +163,7 @@ class GymnaxEnv:
         from vecpg.analysis.plots import pyplot
 
         pyplot()  # headless backend
-        if self._env.name in CLASSIC_CONTROL and importlib.util.find_spec("pygame") is None:
-            raise ConfigError(
-                f"invalid env={self.spec.name!r}: gymnax draws classic control through "
-                "gymnasium + pygame, which is not installed (pip install 'vecpg[render]')"
-            )
+        self.check_render()
         try:
             Visualizer(self._env, self._params, [s.env_state for s in states]).animate(str(out))
         except Exception as e:  # gymnax draws classic control through gymnasium + pygame

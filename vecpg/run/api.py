@@ -117,9 +117,11 @@ def sweep(
             f"invalid grid={grid!r}: must be a dict of traced field -> list of values "
             "(e.g. {'learning_rate': [3e-4, 1e-3]})"
         )
+    points = expand_grid(grid)
+    check_varied_fields(config.static(), config.hparams(), [n for p in points for n in p], "grid")
     distributed.join(cluster)
     return sweep_points(
-        config, expand_grid(grid), seeds, max_runs_per_call, progress,
+        config, points, seeds, max_runs_per_call, progress,
         out=out, overwrite=overwrite, checkpoint_every=checkpoint_every, wandb=wandb,
     )  # fmt: skip
 
@@ -218,9 +220,6 @@ def _check(config: TrainConfig, launch: Launch, path: Path | None, overwrite: bo
     if path is not None and distributed.is_writer():
         check_out_dir(path, overwrite)
     configs = launch.configs(config)  # validates every grid point before anything is written
-    if launch.kind == "sweep":
-        varied = [name for point in launch.points for name in point]
-        check_varied_fields(config.static(), configs[0].hparams(), varied, "grid")
     per_lane = lane_bytes(launch.static(config), configs[0].hparams())
     free, what = available_bytes()
     lanes = len(configs) * len(launch.seeds)

@@ -30,6 +30,8 @@ from typing import Any
 import vecpg
 from vecpg.errors import ConfigError, create_dir
 from vecpg.run import files, interrupt
+from vecpg.run.api import sweep_points
+from vecpg.run.launch import expand_grid
 from vecpg.run.tracking import WandbOptions
 from vecpg.studies.spec import Cell, Study, StudySpec, cell_dirname
 
@@ -193,9 +195,10 @@ def run_cell(
                 checkpoint_every=study.checkpoint_every,
                 wandb=wandb,
             )
-            if study.grid:
-                grid = {k: list(v) for k, v in study.grid.items()}
-                vecpg.sweep(cell.config, grid, study.seeds, out=run_dir, **common)
+            if study.grid:  # one grid for every algorithm: a field one of them never reads
+                # is that cell's business (its points train alike), not a refusal
+                points = expand_grid({k: list(v) for k, v in study.grid.items()})
+                sweep_points(cell.config, points, study.seeds, out=run_dir, **common)
             else:
                 vecpg.train(cell.config, study.seeds, run_dir=run_dir, **common)
         status = finished_status(run_dir)

@@ -8,9 +8,11 @@ refuses it in one line before anything runs. The answer comes from the program i
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 
 import jax
+import jax.extend.core
 import jax.numpy as jnp
 
 from vecpg.config import HParams, StaticConfig
@@ -44,7 +46,8 @@ def hparams_read(static: StaticConfig, hp: HParams) -> set[str]:
 def check_varied_fields(static: StaticConfig, hp: HParams, names: Iterable[str], what: str) -> None:
     """One line if `static`'s program reads none of some of `names` (the fields a sweep
     or search varies; `what` names the argument, e.g. "grid")."""
-    names = sorted(set(names) - ALWAYS_READ)
+    fields = {f.name for f in dataclasses.fields(hp)}  # other names get their own line later
+    names = sorted((set(names) & fields) - ALWAYS_READ)
     if not names:
         return
     unread = [n for n in names if n not in hparams_read(static, hp)]

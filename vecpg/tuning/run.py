@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -341,10 +342,13 @@ def _check(config, space, trials, seeds, sampler, sample_seed, top, confirm_seed
 
 
 def _check_rounds(sampler: str, rounds: int | None, trials: int) -> int:
-    """The rounds to run: every one asks at least one trial (a search records its rounds,
-    and reading it back opens each round's sweep)."""
+    """The rounds that run: `ask_tell_rounds` asks ceil(trials / rounds) a round, so 5
+    trials over 4 rounds run in 3 (a search records its rounds, and reading it back opens
+    each round's sweep)."""
     if rounds is None:
-        return min(DEFAULT_ROUNDS, trials) if sampler in OPTUNA_SAMPLERS else 1
+        if sampler not in OPTUNA_SAMPLERS:
+            return 1
+        return math.ceil(trials / math.ceil(trials / DEFAULT_ROUNDS))
     if not isinstance(rounds, int) or isinstance(rounds, bool) or rounds < 1:
         raise ConfigError(f"invalid rounds={rounds!r}: must be an integer >= 1")
     if rounds > trials:
@@ -354,7 +358,7 @@ def _check_rounds(sampler: str, rounds: int | None, trials: int) -> int:
             f"invalid rounds={rounds}: {sampler} samples every trial at once; rounds are for "
             f"{' and '.join(OPTUNA_SAMPLERS)}"
         )
-    return rounds
+    return math.ceil(trials / math.ceil(trials / rounds))
 
 
 def top_distinct(points: list[dict[str, float]], scores: np.ndarray, k: int) -> list[int]:
