@@ -118,8 +118,8 @@ def sweep(
             "(e.g. {'learning_rate': [3e-4, 1e-3]})"
         )
     points = expand_grid(grid)
+    distributed.join(cluster)  # before any JAX work (hparams are arrays)
     check_varied_fields(config.static(), config.hparams(), [n for p in points for n in p], "grid")
-    distributed.join(cluster)
     return sweep_points(
         config, points, seeds, max_runs_per_call, progress,
         out=out, overwrite=overwrite, checkpoint_every=checkpoint_every, wandb=wandb,
