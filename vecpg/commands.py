@@ -168,17 +168,16 @@ def run_envs(cmd: EnvsCommand) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from vecpg.config import BACKENDS, PLAYGROUND_IMPLS
+    from vecpg.config import StaticFields, bound_of
     from vecpg.envs import env_names, make_env
     from vecpg.envs.catalog import recorded_specs
     from vecpg.envs.registry import PLAYGROUND_ROBOTS, SOURCES
 
     if cmd.source not in ("all", *SOURCES):
         raise ConfigError(f"invalid source={cmd.source!r}: allowed: all, {', '.join(SOURCES)}")
-    for name, allowed in (("backend", BACKENDS), ("playground_impl", PLAYGROUND_IMPLS)):
-        if getattr(cmd, name) not in allowed:
-            given = getattr(cmd, name)
-            raise ConfigError(f"invalid {name}={given!r}: allowed: {', '.join(allowed)}")
+    for field in dataclasses.fields(StaticFields):  # as train checks them
+        if field.name in ("backend", "playground_impl"):
+            bound_of(field).check(field.name, getattr(cmd, field.name))
     table = Table(title="vecpg environments")
     for col in ("name", "observation", "action", "max steps"):
         table.add_column(col)

@@ -275,7 +275,7 @@ def render(
     `overwrite`; `out` is checked before any compile."""
     check_seed("seed", seed)
     check_seed("episode_seed", episode_seed)
-    if out is not None:
+    if out is not None:  # before the run dir's own checks
         check_render_out(Path(out), overwrite)
     saved = load_checked(run_dir)
     params = saved.of_seed(seed)
@@ -288,7 +288,8 @@ def render(
     if path.suffix.lower() != suffix:
         source = c.env.split("/")[0]
         raise ConfigError(f"invalid out={str(path)!r}: {source} envs render to a {suffix} file")
-    check_render_out(path, overwrite)
+    if out is None:
+        check_render_out(path, overwrite)
     check_env = getattr(env, "check_render", None)
     if check_env is not None:
         check_env()  # e.g. gymnax's classic control without pygame

@@ -78,7 +78,7 @@ class SearchCommand(WandbFlags, SearchFlags, TracedFields, StaticFields):
 def run_search(cmd: SearchCommand) -> int:
     from vecpg.cli import cli_seeds, default_out
     from vecpg.training.execute import TrainingInterrupted
-    from vecpg.tuning.run import resume_search, search
+    from vecpg.tuning.run import DEFAULT_TOP, resume_search, search
 
     if cmd.resume:
         from vecpg.tuning.stages import read_search
@@ -103,7 +103,7 @@ def run_search(cmd: SearchCommand) -> int:
         res = search(
             cfg, cmd.space, cmd.trials, cmd.seeds, sampler=cmd.sampler,
             sample_seed=cmd.sample_seed, confirm_seeds=cmd.confirm_seeds,
-            top=min(3, max(cmd.trials, 1)) if cmd.top is None else cmd.top,
+            top=min(DEFAULT_TOP, max(cmd.trials, 1)) if cmd.top is None else cmd.top,
             rounds=cmd.rounds,
             out=out, overwrite=cmd.overwrite, max_runs_per_call=cmd.max_runs_per_call,
             progress=cmd.progress, pbt_interval=_pbt_interval(cmd),

@@ -41,6 +41,13 @@ def distributions(space: Sequence[Dimension]) -> dict:
     return out
 
 
+def round_sizes(trials: int, rounds: int) -> list[int]:
+    """The trials each round asks: ceil(trials / rounds) a round until none are left, so
+    5 trials over 4 rounds ask 2, 2, 1 (three rounds)."""
+    per_round = math.ceil(trials / rounds)
+    return [min(per_round, trials - start) for start in range(0, trials, per_round)]
+
+
 def ask_tell_rounds(
     space: Sequence[Dimension],
     trials: int,
@@ -57,11 +64,7 @@ def ask_tell_rounds(
     study = optuna.create_study(direction="maximize", sampler=cls(seed=seed))
     dists = distributions(space)
     batches = []
-    per_round = math.ceil(trials / rounds)
-    for r in range(rounds):
-        n = min(per_round, trials - r * per_round)
-        if n <= 0:
-            break
+    for r, n in enumerate(round_sizes(trials, rounds)):
         asked = [study.ask(dists) for _ in range(n)]
         batch = [{k: float(v) for k, v in t.params.items()} for t in asked]
         for t, score in zip(asked, evaluate(r, batch), strict=True):

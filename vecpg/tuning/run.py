@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -34,13 +33,19 @@ from vecpg.run.rundir import SweepResults
 from vecpg.run.tracking import WandbOptions
 from vecpg.training.pbt import pbt_options
 from vecpg.training.reads import check_varied_fields
-from vecpg.tuning.optuna_rounds import OPTUNA_SAMPLERS, ask_tell_rounds, import_optuna
+from vecpg.tuning.optuna_rounds import (
+    OPTUNA_SAMPLERS,
+    ask_tell_rounds,
+    import_optuna,
+    round_sizes,
+)
 from vecpg.tuning.pbt_search import PBTResults, check_pbt, run_pbt
 from vecpg.tuning.space import SAMPLERS, Dimension, parse_space, sample
 from vecpg.tuning.stages import ARGS, read_search, run_stage
 
 SUMMARY = "summary.json"
 MAX_TRIALS = 100_000
+DEFAULT_TOP = 3  # configs confirmed on fresh seeds
 DEFAULT_ROUNDS = 4  # tpe / cmaes: the trials over this many ask-and-tell rounds
 REPORT = "report.md"
 
@@ -198,7 +203,7 @@ def search(
     *,
     sampler: str = "random",
     sample_seed: int = 0,
-    top: int = 3,
+    top: int = DEFAULT_TOP,
     confirm_seeds: int = 8,
     rounds: int | None = None,
     out: str | os.PathLike,
@@ -259,10 +264,9 @@ def _search(config: TrainConfig, a: dict[str, Any], out: Path, overwrite: bool,
                   a["confirm_seeds"])  # fmt: skip
     if pbt_interval:
         check_pbt(dims, sampler, a["trials"], pbt_interval, a["pbt_fraction"], a["pbt_resample"])
-    if not resuming:
-        check_varied_fields(config.static(), config.hparams(), [d.name for d in dims], "space")
     check_checkpoint_every(a["checkpoint_every"], True)
     if not resuming:
+        check_varied_fields(config.static(), config.hparams(), [d.name for d in dims], "space")
         check_out_dir(out, overwrite)
     rounds = _check_rounds(sampler, a["rounds"], a["trials"])
     if sampler in OPTUNA_SAMPLERS:
@@ -342,13 +346,12 @@ def _check(config, space, trials, seeds, sampler, sample_seed, top, confirm_seed
 
 
 def _check_rounds(sampler: str, rounds: int | None, trials: int) -> int:
-    """The rounds that run: `ask_tell_rounds` asks ceil(trials / rounds) a round, so 5
-    trials over 4 rounds run in 3 (a search records its rounds, and reading it back opens
-    each round's sweep)."""
+    """The rounds that run (`round_sizes`: 5 trials over 4 rounds run in 3): a search
+    records its rounds, and reading it back opens each round's sweep."""
     if rounds is None:
         if sampler not in OPTUNA_SAMPLERS:
             return 1
-        return math.ceil(trials / math.ceil(trials / DEFAULT_ROUNDS))
+        rounds = min(DEFAULT_ROUNDS, trials)
     if not isinstance(rounds, int) or isinstance(rounds, bool) or rounds < 1:
         raise ConfigError(f"invalid rounds={rounds!r}: must be an integer >= 1")
     if rounds > trials:
@@ -358,7 +361,7 @@ def _check_rounds(sampler: str, rounds: int | None, trials: int) -> int:
             f"invalid rounds={rounds}: {sampler} samples every trial at once; rounds are for "
             f"{' and '.join(OPTUNA_SAMPLERS)}"
         )
-    return math.ceil(trials / math.ceil(trials / rounds))
+    return len(round_sizes(trials, rounds))
 
 
 def top_distinct(points: list[dict[str, float]], scores: np.ndarray, k: int) -> list[int]:
